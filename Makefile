@@ -1,0 +1,40 @@
+# One entry point for set-up, tests, demo and benchmarks. Everything runs inside .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REQS := requirements/runtime.txt requirements/onnx.txt requirements/torch.txt \
+        requirements/training.txt requirements/ros.txt requirements/dev.txt
+# DDS stays on this machine; a per-run domain keeps parallel runs apart.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export PYTHONUNBUFFERED := 1
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): $(REQS) setup.py setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q $(addprefix -r ,$(REQS))
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m flake8 urcdc_depth_ros training test launch bench
+	$(PY) -m pydocstyle urcdc_depth_ros training
+
+demo: setup
+	$(PY) -m urcdc_training.demo $(DEMO_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+clean:
+	rm -rf build install log *.egg-info .pytest_cache demo_out

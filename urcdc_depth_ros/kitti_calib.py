@@ -1,0 +1,189 @@
+"""KITTI raw calibration files: read, write, and project Velodyne points into camera 2.
+
+Frames: ``velo`` (x forward, y left, z up, metres) -> ``cam0`` (unrectified) -> rectified cam0
+(``R_rect_00``) -> camera 2 optical frame (x right, y down, z forward; REP 103 optical). The
+camera-2 offset (``P_rect_02[:, 3]``, about 6 cm) is folded into the transform, so the matching
+intrinsics are ``K = P_rect_02[:, :3]`` with zero Tx.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DataError
+
+# KITTI 2011_09_26 calibration (KITTI raw devkit), the generator's default camera.
+KITTI_2011_09_26 = {
+    'P_rect_02': np.array([[7.215377e+02, 0.0, 6.095593e+02, 4.485728e+01],
+                           [0.0, 7.215377e+02, 1.728540e+02, 2.163791e-01],
+                           [0.0, 0.0, 1.0, 2.745884e-03]]),
+    'R_rect_00': np.array([[9.999239e-01, 9.837760e-03, -7.445048e-03],
+                           [-9.869795e-03, 9.999421e-01, -4.278459e-03],
+                           [7.402527e-03, 4.351614e-03, 9.999631e-01]]),
+    'velo_R': np.array([[7.533745e-03, -9.999714e-01, -6.166020e-04],
+                        [1.480249e-02, 7.280733e-04, -9.998902e-01],
+                        [9.998621e-01, 7.523790e-03, 1.480755e-02]]),
+    'velo_T': np.array([-4.069766e-03, -7.631618e-02, -2.717806e-01]),
+    'size_wh': (1242, 375),
+}
+
+
+def read_calib_file(path: str) -> dict[str, np.ndarray]:
+    """Read a KITTI ``key: v1 v2 ...`` calibration file; numeric rows become float64 arrays."""
+    if not os.path.isfile(path):
+        raise DataError(f'calibration file {path!r} is missing; a KITTI raw date folder holds '
+                        'calib_cam_to_cam.txt and calib_velo_to_cam.txt')
+    data: dict[str, np.ndarray] = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if ':' not in line:
+                continue
+            key, value = line.split(':', 1)
+            try:
+                data[key.strip()] = np.array([float(v) for v in value.split()])
+            except ValueError:
+                continue  # calib_time and other text entries
+    return data
+
+
+def write_calib_file(path: str, entries: dict[str, object]) -> None:
+    """Write ``key: values`` lines (arrays flattened row-major in KITTI's %e format)."""
+    with open(path, 'w') as f:
+        for key, value in entries.items():
+            if isinstance(value, str):
+                f.write(f'{key}: {value}\n')
+            else:
+                flat = np.asarray(value, np.float64).ravel()
+                f.write(f'{key}: ' + ' '.join(f'{v:.6e}' for v in flat) + '\n')
+
+
+def _need(data: dict[str, np.ndarray], key: str, size: int, path: str) -> np.ndarray:
+    if key not in data or data[key].size != size:
+        raise DataError(f'{path!r}: entry {key!r} with {size} numbers is missing or malformed')
+    return data[key]
+
+
+@dataclass(frozen=True)
+class KittiCalib:
+    """Calibration of one KITTI colour camera against the Velodyne.
+
+    Attributes:
+        P_rect: (3, 4) rectified projection of the camera (includes its offset from cam0).
+        R_rect_00: (3, 3) rectifying rotation of cam0.
+        T_cam0_velo: (4, 4) Velodyne -> unrectified cam0, metres.
+        width, height: rectified image size, pixels.
+    """
+
+    P_rect: np.ndarray
+    R_rect_00: np.ndarray
+    T_cam0_velo: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def K(self) -> np.ndarray:
+        """(3, 3) intrinsics of the rectified camera, pixels."""
+        return self.P_rect[:, :3].copy()
+
+    @property
+    def T_cam_velo(self) -> np.ndarray:
+        """(4, 4) Velodyne -> this camera's optical frame (rectified, offset folded in), metres."""
+        offset = np.eye(4)
+        offset[:3, 3] = np.linalg.solve(self.K, self.P_rect[:, 3])
+        rect = np.eye(4)
+        rect[:3, :3] = self.R_rect_00
+        return offset @ rect @ self.T_cam0_velo
+
+    @classmethod
+    def default(cls) -> 'KittiCalib':
+        """KITTI's 2011_09_26 camera 2 (full 1242 x 375 frame)."""
+        c = KITTI_2011_09_26
+        t = np.eye(4)
+        t[:3, :3] = c['velo_R']
+        t[:3, 3] = c['velo_T']
+        return cls(c['P_rect_02'].copy(), c['R_rect_00'].copy(), t, *c['size_wh'])
+
+    def scaled(self, width: int, height: int) -> 'KittiCalib':
+        """The same camera resampled to ``width`` x ``height`` (intrinsics scaled per axis)."""
+        s = np.diag([width / self.width, height / self.height, 1.0])
+        return KittiCalib(s @ self.P_rect, self.R_rect_00, self.T_cam0_velo, width, height)
+
+    @classmethod
+    def load(cls, date_dir: str, cam: int = 2) -> 'KittiCalib':
+        """Read ``calib_cam_to_cam.txt`` and ``calib_velo_to_cam.txt`` from a date folder."""
+        cc_path = os.path.join(date_dir, 'calib_cam_to_cam.txt')
+        vc_path = os.path.join(date_dir, 'calib_velo_to_cam.txt')
+        cc = read_calib_file(cc_path)
+        vc = read_calib_file(vc_path)
+        p = _need(cc, f'P_rect_0{cam}', 12, cc_path).reshape(3, 4)
+        r = _need(cc, 'R_rect_00', 9, cc_path).reshape(3, 3)
+        w, h = _need(cc, f'S_rect_0{cam}', 2, cc_path)
+        t = np.eye(4)
+        t[:3, :3] = _need(vc, 'R', 9, vc_path).reshape(3, 3)
+        t[:3, 3] = _need(vc, 'T', 3, vc_path)
+        return cls(p, r, t, int(round(w)), int(round(h)))
+
+    def write(self, date_dir: str, calib_time: str = '09-Jan-2012 13:57:47') -> None:
+        """Write the three KITTI raw calibration files (cameras 0..3 share this camera's values;
+        the IMU->Velodyne transform is KITTI's nominal one)."""
+        os.makedirs(date_dir, exist_ok=True)
+        cc: dict[str, object] = {'calib_time': calib_time, 'corner_dist': np.array([0.0995])}
+        k = self.K
+        for cam in range(4):
+            cc[f'S_0{cam}'] = np.array([1392.0, 512.0])
+            cc[f'K_0{cam}'] = k
+            cc[f'D_0{cam}'] = np.zeros(5)
+            cc[f'R_0{cam}'] = np.eye(3)
+            cc[f'T_0{cam}'] = np.linalg.solve(k, self.P_rect[:, 3]) if cam == 2 else np.zeros(3)
+            cc[f'S_rect_0{cam}'] = np.array([float(self.width), float(self.height)])
+            cc[f'R_rect_0{cam}'] = self.R_rect_00 if cam == 0 else np.eye(3)
+            cc[f'P_rect_0{cam}'] = self.P_rect if cam == 2 else np.hstack([k, np.zeros((3, 1))])
+        write_calib_file(os.path.join(date_dir, 'calib_cam_to_cam.txt'), cc)
+        write_calib_file(os.path.join(date_dir, 'calib_velo_to_cam.txt'), {
+            'calib_time': calib_time, 'R': self.T_cam0_velo[:3, :3],
+            'T': self.T_cam0_velo[:3, 3], 'delta_f': np.zeros(2), 'delta_c': np.zeros(2)})
+        write_calib_file(os.path.join(date_dir, 'calib_imu_to_velo.txt'), {
+            'calib_time': calib_time,
+            'R': np.array([[9.999976e-01, 7.553071e-04, -2.035826e-03],
+                           [-7.854027e-04, 9.998898e-01, -1.482298e-02],
+                           [2.024406e-03, 1.482454e-02, 9.998881e-01]]),
+            'T': np.array([-8.086759e-01, 3.195559e-01, -7.997231e-01])})
+
+
+def project_to_depth(points_cam: np.ndarray, K: np.ndarray, width: int, height: int,
+                     min_depth: float = 0.1) -> np.ndarray:
+    """Z-buffer points in a camera optical frame into a sparse depth image.
+
+    Args:
+        points_cam: (N, 3+) x, y, z in the optical frame, metres.
+        K: (3, 3) intrinsics, pixels.
+    Returns:
+        (height, width) float32 depth, metres; 0 where no point lands. Where several points
+        hit one pixel the nearest is kept (occlusion by the closest return).
+    """
+    pts = np.asarray(points_cam, np.float64)[:, :3]
+    pts = pts[np.isfinite(pts).all(axis=1) & (pts[:, 2] > min_depth)]
+    uvw = pts @ K.T
+    u = np.round(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
+    v = np.round(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+    z = pts[:, 2]
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, z = u[inside], v[inside], z[inside]
+    depth = np.full(height * width, np.inf)
+    np.minimum.at(depth, v * width + u, z)
+    depth[~np.isfinite(depth)] = 0.0
+    return depth.reshape(height, width).astype(np.float32)
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (4, 4) rigid transform to (N, 3+) points; extra columns are dropped."""
+    p = np.asarray(points, np.float64)[:, :3]
+    return p @ T[:3, :3].T + T[:3, 3]
+
+
+def velodyne_to_depth(points_velo: np.ndarray, calib: KittiCalib) -> np.ndarray:
+    """Velodyne scan (N, 4) x, y, z, intensity -> (H, W) float32 sparse depth of the camera."""
+    return project_to_depth(transform_points(calib.T_cam_velo, points_velo), calib.K,
+                            calib.width, calib.height)
