@@ -126,8 +126,11 @@ class KittiCalib:
         return cls(p, r, t, int(round(w)), int(round(h)))
 
     def write(self, date_dir: str, calib_time: str = '09-Jan-2012 13:57:47') -> None:
-        """Write the three KITTI raw calibration files (cameras 0..3 share this camera's values;
-        the IMU->Velodyne transform is KITTI's nominal one)."""
+        """Write the three KITTI raw calibration files.
+
+        Cameras 0..3 share this camera's intrinsics; the IMU->Velodyne transform is KITTI's
+        nominal one.
+        """
         os.makedirs(date_dir, exist_ok=True)
         cc: dict[str, object] = {'calib_time': calib_time, 'corner_dist': np.array([0.0995])}
         k = self.K
