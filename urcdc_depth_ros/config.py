@@ -127,6 +127,45 @@ class EstimatorConfig:
                 f'need 0 <= min_depth < max_depth, got {self.min_depth!r}, {self.max_depth!r}')
 
 
+@dataclass(frozen=True)
+class NodeConfig:
+    """Defaults of the ROS 2 ``depth_node`` (everything that is not an :class:`EstimatorConfig`).
+
+    The node declares one parameter per field (plus the ``EstimatorConfig`` fields); YAML files
+    only override. Units are in the names: ``_s`` seconds, ``_m`` metres, ``_px`` pixels.
+    Zero means "off / not set" for ``fx``..``cy``, ``points_max_range_m``,
+    ``points_max_uncertainty`` and ``colorize_max_depth_m``.
+    """
+
+    autostart: bool = True
+    model_path: str = ''
+    backend: str = 'onnxruntime'
+    use_compressed: bool = False
+    lazy: bool = True
+    camera_info_tolerance_s: float = 0.005
+    camera_info_buffer: int = 20
+    camera_info_wait_s: float = 0.1
+    fx: float = 0.0
+    fy: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    publish_points: bool = True
+    points_rgb: bool = True
+    points_uncertainty: bool = True
+    points_stride: int = 1
+    points_max_range_m: float = 0.0
+    points_max_uncertainty: float = 0.0
+    publish_colorized: bool = False
+    colorize_max_depth_m: float = 0.0
+    input_reliability: str = 'best_effort'
+    input_depth: int = 1
+    output_reliability: str = 'reliable'
+    output_depth: int = 1
+    diagnostics_period_s: float = 1.0
+
+    RELIABILITIES = ('best_effort', 'reliable')
+
+
 def replace_known(cls, values: Mapping[str, Any], base=None):
     """Return ``cls`` built from ``base`` (or defaults) with ``values`` applied.
 
@@ -141,5 +180,6 @@ def replace_known(cls, values: Mapping[str, Any], base=None):
     return cls(**kw)
 
 
-__all__ = ['ModelMeta', 'EstimatorConfig', 'replace_known', 'IMAGENET_MEAN', 'IMAGENET_STD',
+__all__ = ['ModelMeta', 'EstimatorConfig', 'NodeConfig', 'replace_known',
+           'IMAGENET_MEAN', 'IMAGENET_STD',
            'KITTI_FOCAL_PX', 'NYU_FOCAL_PX']
