@@ -13,8 +13,8 @@ def _t(values):
 
 
 def test_silog_matches_hand_computed_value_and_ignores_masked_pixels():
-    pred = _t([2.0, 4.0, 50.0])
-    gt = _t([1.0, 4.0, 0.5])  # third pixel below the 1 m KITTI threshold
+    pred = _t([4.0, 4.0, 50.0])
+    gt = _t([2.0, 4.0, 0.5])  # third pixel below the 1 m KITTI threshold
     mask = L.valid_depth_mask(gt, 1.0)
     # g = [ln 2, 0]: mean g^2 = ln2^2 / 2, mean g = ln2 / 2
     expected = 10 * math.log(2) * math.sqrt(0.5 - 0.85 * 0.25)
