@@ -1,0 +1,187 @@
+"""Depth image + pinhole intrinsics -> organised point cloud (pure numpy, no ROS).
+
+Frames: the camera optical frame (REP 103: x right, y down, z forward), metres. A pixel
+``(u, v)`` with depth ``z`` maps to ``((u - cx) / fx * z, (v - cy) / fy * z, z)``, as
+depth_image_proc's ``convertDepth`` does; pixel centres are at integer coordinates, matching
+``K``. Invalid pixels (NaN/inf/<= 0 depth, or filtered out) give NaN x, y and z, and the cloud
+stays organised (``height x width``), so ``is_dense`` is False.
+
+The per-pixel ray factors ``(u - cx) / fx`` and ``(v - cy) / fy`` depend only on the image size,
+the stride and ``K``; they are computed once per combination and cached.
+"""
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class CloudArrays:
+    """An organised cloud as one contiguous float32 block.
+
+    Attributes:
+        points: ``(h, w, C)`` float32, C-contiguous; channel ``i`` holds field ``fields[i]``.
+            ``rgb`` is a packed ``0x00RRGGBB`` uint32 reinterpreted as float32 (the PCL/RViz
+            convention), ``uncertainty`` is in the estimator's units.
+        fields: channel names, always starting ``('x', 'y', 'z')``.
+        stride: pixel step; point ``[i, j]`` is pixel ``(u, v) = (j * stride, i * stride)``.
+    """
+
+    points: np.ndarray
+    fields: tuple[str, ...]
+    stride: int
+
+
+def check_intrinsics(K: np.ndarray) -> np.ndarray:
+    """Return ``K`` as a (3, 3) float64 array; raise InputError on non-finite or zero focal."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise InputError(f'K must be 3x3, got shape {K.shape!r}')
+    if not np.all(np.isfinite(K)):
+        raise InputError(f'K has non-finite entries: {K.ravel().tolist()!r}')
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise InputError(f'K needs fx, fy > 0 px, got fx={K[0, 0]!r}, fy={K[1, 1]!r}')
+    return K
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` uint8 RGB -> ``(h, w)`` float32 holding the packed ``0x00RRGGBB`` bits."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f'rgb must be (h, w, 3) uint8, got {rgb.shape!r} {rgb.dtype}')
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) \
+        | rgb[..., 2].astype(np.uint32)
+    return packed.view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: ``(...)`` float32 -> ``(..., 3)`` uint8 RGB."""
+    bits = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], -1).astype(np.uint8)
+
+
+def _write_packed_rgb(out: np.ndarray, channel: int, rgb: np.ndarray) -> None:
+    """Write ``rgb`` (h, w, 3) uint8 into float32 channel ``channel`` of ``out`` as packed bits."""
+    if sys.byteorder != 'little':
+        out[..., channel] = pack_rgb(np.ascontiguousarray(rgb))
+        return
+    # reason: byte-wise writes avoid three uint32 temporaries (about 3x faster at 352x1216)
+    b = out.view(np.uint8).reshape(out.shape[:2] + (out.shape[2] * 4,))
+    o = 4 * channel
+    b[..., o] = rgb[..., 2]
+    b[..., o + 1] = rgb[..., 1]
+    b[..., o + 2] = rgb[..., 0]
+    b[..., o + 3] = 0
+
+
+class PointCloudBuilder:
+    """Builds organised clouds, caching ray grids per (size, stride, K).
+
+    Args:
+        cache_size: how many (size, stride, K) ray grids to keep (least recently used goes).
+    """
+
+    def __init__(self, cache_size: int = 4) -> None:
+        self._cache: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+        self._cache_size = max(1, int(cache_size))
+
+    def rays(self, height: int, width: int, K: np.ndarray, stride: int = 1
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ray factors ``(rx, ry, |(rx, ry, 1)|)``, each ``(h', w')`` float32 (cached).
+
+        ``rx = (u - cx) / fx`` and ``ry = (v - cy) / fy`` for the kept pixels; the third grid
+        turns depth into Euclidean range (``range = z * norm``).
+        """
+        K = check_intrinsics(K)
+        key = (int(height), int(width), int(stride), float(K[0, 0]), float(K[1, 1]),
+               float(K[0, 2]), float(K[1, 2]))
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        u = np.arange(0, width, stride, dtype=np.float64)
+        v = np.arange(0, height, stride, dtype=np.float64)
+        rx = ((u - K[0, 2]) / K[0, 0]).astype(np.float32)
+        ry = ((v - K[1, 2]) / K[1, 1]).astype(np.float32)
+        rx2 = np.ascontiguousarray(np.broadcast_to(rx[None, :], (v.size, u.size)))
+        ry2 = np.ascontiguousarray(np.broadcast_to(ry[:, None], (v.size, u.size)))
+        grid = (rx2, ry2, np.sqrt(rx2 * rx2 + ry2 * ry2 + 1.0).astype(np.float32))
+        self._cache[key] = grid
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return grid
+
+    def build(self, depth_m: np.ndarray, K: np.ndarray, rgb: Optional[np.ndarray] = None,
+              uncertainty: Optional[np.ndarray] = None, stride: int = 1,
+              max_range_m: float = 0.0, max_uncertainty: float = 0.0) -> CloudArrays:
+        """Organised cloud from a depth image.
+
+        Args:
+            depth_m: ``(H, W)`` float32 depth along the optical axis, metres; NaN invalid.
+            K: ``(3, 3)`` intrinsics of ``depth_m``, pixels.
+            rgb: optional ``(H, W, 3)`` uint8 RGB image aligned with ``depth_m``.
+            uncertainty: optional ``(H, W)`` float32 map aligned with ``depth_m``.
+            stride: keep every ``stride``-th row and column (>= 1).
+            max_range_m: if > 0, points farther than this Euclidean range from the optical
+                centre (m) become NaN.
+            max_uncertainty: if > 0, points whose ``uncertainty`` exceeds it become NaN
+                (needs ``uncertainty``).
+
+        Returns:
+            :class:`CloudArrays` of shape ``(ceil(H / stride), ceil(W / stride), C)``.
+        """
+        depth_m = np.asarray(depth_m)
+        if depth_m.ndim != 2 or depth_m.size == 0:
+            raise InputError(f'depth must be a non-empty (H, W) array, got {depth_m.shape!r}')
+        if int(stride) < 1:
+            raise InputError(f'stride must be >= 1, got {stride!r}')
+        stride = int(stride)
+        h, w = depth_m.shape
+        for name, arr, extra in (('rgb', rgb, (3,)), ('uncertainty', uncertainty, ())):
+            if arr is not None and tuple(arr.shape) != (h, w) + extra:
+                raise InputError(f'{name} shape {tuple(arr.shape)!r} does not match depth '
+                                 f'{(h, w)!r}')
+        rx, ry, norm = self.rays(h, w, K, stride)
+        z = depth_m[::stride, ::stride]
+        unc = uncertainty[::stride, ::stride] if uncertainty is not None else None
+        with np.errstate(invalid='ignore', over='ignore'):
+            valid = (z > 0) & (z < np.inf)  # NaN compares False
+            if max_range_m > 0:
+                valid &= z * norm <= max_range_m
+            if max_uncertainty > 0 and unc is not None:
+                valid &= unc <= max_uncertainty
+        z = np.where(valid, z, np.float32(np.nan)).astype(np.float32, copy=False)
+        fields = ['x', 'y', 'z']
+        if rgb is not None:
+            fields.append('rgb')
+        if unc is not None:
+            fields.append('uncertainty')
+        out = np.empty(z.shape + (len(fields),), np.float32)
+        np.multiply(rx, z, out=out[..., 0])
+        np.multiply(ry, z, out=out[..., 1])
+        out[..., 2] = z
+        c = 3
+        if rgb is not None:
+            _write_packed_rgb(out, c, rgb[::stride, ::stride])
+            c += 1
+        if unc is not None:
+            out[..., c] = unc
+        return CloudArrays(out, tuple(fields), stride)
+
+
+_DEFAULT_BUILDER = PointCloudBuilder()
+
+
+def depth_to_points(depth_m: np.ndarray, K: np.ndarray, **kwargs) -> CloudArrays:
+    """:meth:`PointCloudBuilder.build` with a module-level ray cache."""
+    return _DEFAULT_BUILDER.build(depth_m, K, **kwargs)
+
+
+__all__ = ['CloudArrays', 'PointCloudBuilder', 'depth_to_points', 'pack_rgb', 'unpack_rgb',
+           'check_intrinsics']
