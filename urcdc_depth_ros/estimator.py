@@ -1,0 +1,131 @@
+"""DepthEstimator: camera image + intrinsics -> metric depth + uncertainty (ROS-free).
+
+Pre-processing (:mod:`.preprocessing`) -> backend (:mod:`.inference`) -> post-processing
+(:mod:`.postprocessing`). Numpy in, numpy out; used by the ROS node and the bag evaluator.
+Imports no torch: with the ONNX Runtime or TensorRT backend it runs on numpy + OpenCV alone.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import EstimatorConfig, ModelMeta
+from .errors import BackendError, ConfigError
+from .inference import InferenceBackend, create_backend
+from .postprocessing import postprocess
+from .preprocessing import preprocess
+from .tta import fuse_flip
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class DepthResult:
+    """One estimate.
+
+    Attributes:
+        depth_m: (h, w) float32 metres along the optical axis; NaN = invalid / outside the
+            network's view / outside [min_depth, max_depth].
+        uncertainty: (h, w) float32 per ``EstimatorConfig.uncertainty`` (``'metres'``: expected
+            |error| in m; ``'relative'``: expected |gt-d|/(gt+d); ``'confidence'``: raw head);
+            NaN where depth is NaN.
+        confidence: (h, w) float32 raw head in [0, 1], high = reliable; NaN outside the view.
+        K: (3, 3) float64 intrinsics (pixels) of the returned maps.
+        timings_ms: {'preprocess', 'backend', 'postprocess'} wall times, milliseconds.
+    """
+
+    depth_m: np.ndarray
+    uncertainty: np.ndarray
+    confidence: np.ndarray
+    K: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class DepthEstimator:
+    """Monocular metric depth with per-pixel uncertainty.
+
+    Args:
+        backend: an :class:`~urcdc_depth_ros.inference.InferenceBackend`.
+        config: how images are mapped to the network and back (defaults in config.py).
+
+    Not thread-safe: call :meth:`estimate` from one thread (the TensorRT backend's CUDA
+    context belongs to the thread that created it).
+    """
+
+    def __init__(self, backend: InferenceBackend,
+                 config: EstimatorConfig = EstimatorConfig()) -> None:
+        if not isinstance(config, EstimatorConfig):
+            raise ConfigError(f'config must be an EstimatorConfig, got {type(config).__name__}')
+        for attr in ('meta', 'input_shape', 'infer'):
+            if not hasattr(backend, attr):
+                raise ConfigError(f'backend {backend!r} lacks {attr!r}; it must implement '
+                                  'urcdc_depth_ros.inference.InferenceBackend')
+        self.backend = backend
+        self.config = config
+        self.meta: ModelMeta = backend.meta
+        self.input_size: tuple[int, int] = (self.meta.input_height, self.meta.input_width)
+
+    @classmethod
+    def from_model(cls, model_path: str | os.PathLike, backend: str = 'onnxruntime',
+                   config: EstimatorConfig = EstimatorConfig(),
+                   **backend_options) -> 'DepthEstimator':
+        """Create the backend ``backend`` for ``model_path`` and wrap it (see create_backend)."""
+        return cls(create_backend(backend, model_path, **backend_options), config)
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backend call(s) on a (1, 3, h, w) input -> (depth (h, w), confidence (h, w))."""
+        out = self.backend.infer(x)
+        try:
+            depth = np.asarray(out['depth'], np.float32)[0, 0]
+            conf = np.asarray(out['uncertainty'], np.float32)[0, 0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f'backend {self.backend.name!r} returned a malformed result '
+                               f'({exc}); expected depth/uncertainty of shape (N, 1, H, W)'
+                               ) from exc
+        if self.config.flip_tta:
+            out_f = self.backend.infer(np.ascontiguousarray(x[..., ::-1]))
+            depth_f = np.asarray(out_f['depth'], np.float32)[0, 0, :, ::-1]
+            conf_f = np.asarray(out_f['uncertainty'], np.float32)[0, 0, :, ::-1]
+            depth = fuse_flip(depth, depth_f).astype(np.float32)
+            conf = fuse_flip(conf, conf_f).astype(np.float32)
+        return depth, conf
+
+    def estimate(self, image: np.ndarray, K, encoding: str = 'rgb8') -> DepthResult:
+        """Estimate depth for one image.
+
+        Args:
+            image: (H, W, 3) rgb8/bgr8, (H, W, 4) rgba8/bgra8 or (H, W) mono8, uint8.
+            K: (3, 3) camera intrinsics, pixels (CameraInfo.k).
+            encoding: ``'rgb8' | 'bgr8' | 'rgba8' | 'bgra8' | 'mono8'``.
+        Raises:
+            InputError: malformed image or K (drop the frame and go on).
+            BackendError: the backend failed.
+        """
+        t0 = time.perf_counter()
+        x, geom = preprocess(image, K, self.meta, encoding, self.config.resize_mode)
+        t1 = time.perf_counter()
+        depth, conf = self._run(x)
+        t2 = time.perf_counter()
+        depth_m, unc, conf, K_out = postprocess(depth, conf, geom, self.meta, self.config)
+        t3 = time.perf_counter()
+        return DepthResult(depth_m=depth_m, uncertainty=unc, confidence=conf, K=K_out,
+                           timings_ms={'preprocess': (t1 - t0) * 1e3,
+                                       'backend': (t2 - t1) * 1e3,
+                                       'postprocess': (t3 - t2) * 1e3})
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> 'DepthEstimator':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ['DepthEstimator', 'DepthResult']

@@ -1,0 +1,112 @@
+"""Network output -> metric depth and uncertainty at the requested resolution.
+
+Pure numpy + OpenCV. Steps (:func:`postprocess`): focal rescaling (metric depth for a camera
+whose focal length differs from the training camera's), placement back into the camera image
+(crop placed back / resize undone; NaN outside the network's view), validity range (NaN outside
+``[min_depth, max_depth]``) and conversion of the uncertainty head.
+
+The uncertainty head ``u`` in [0, 1] is trained toward ``exp(-5 |gt - d| / (gt + d))`` (high =
+reliable). ``r = -ln(u) / 5`` is the expected relative error ``|gt - d| / (gt + d)`` and, solving
+for ``|gt - d|`` with ``gt = d +- e``, the expected absolute error is ``e = 2 d r / (1 - r)``.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import EstimatorConfig, ModelMeta
+from .errors import ConfigError
+from .preprocessing import Geometry
+
+#: r is capped below 1 (u >= exp(-5) ~ 0.0067 already means "error as large as the depth");
+#: the cap keeps e = 2 d r / (1 - r) finite (<= 2 * 999 * d).
+MAX_RELATIVE_ERROR = 0.999
+_U_FLOOR = float(np.exp(-5.0 * MAX_RELATIVE_ERROR))
+
+
+def relative_error_from_confidence(u: np.ndarray) -> np.ndarray:
+    """Expected |gt - d| / (gt + d) from the raw head ``u`` (any shape), float32 in [0, 0.999]."""
+    u = np.clip(np.asarray(u, np.float32), _U_FLOOR, 1.0)
+    return (-np.log(u) / np.float32(5.0)).astype(np.float32)
+
+
+def metres_from_confidence(u: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    """Expected absolute depth error, metres: ``2 d r / (1 - r)``; shape of ``depth_m``."""
+    r = relative_error_from_confidence(u)
+    return (2.0 * depth_m * r / (1.0 - r)).astype(np.float32)
+
+
+def convert_uncertainty(u: np.ndarray, depth_m: np.ndarray, kind: str) -> np.ndarray:
+    """Raw head ``u`` -> ``'metres'`` | ``'relative'`` | ``'confidence'`` (module docstring)."""
+    if kind == 'metres':
+        return metres_from_confidence(u, depth_m)
+    if kind == 'relative':
+        return relative_error_from_confidence(u)
+    if kind == 'confidence':
+        return np.clip(np.asarray(u, np.float32), 0.0, 1.0)
+    kinds = EstimatorConfig.UNCERTAINTY_KINDS
+    raise ConfigError(f'uncertainty kind {kind!r} is not one of {kinds}')
+
+
+def to_input_resolution(values: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Map an (h, w) float32 network-resolution map back to the (H, W) camera image.
+
+    ``kb_crop``: the window is placed back into a NaN canvas of the (possibly upscaled) image,
+    which is then resized to the camera size (bilinear; NaN spreads one pixel at the window
+    border). ``resize``: bilinear resize back to the camera size.
+    """
+    H, W = geom.image_size
+    values = np.asarray(values, np.float32)
+    if geom.mode == 'resize':
+        return cv2.resize(values, (W, H), interpolation=cv2.INTER_LINEAR)
+    h, w = geom.model_size
+    canvas = np.full(geom.scaled_size, np.nan, np.float32)
+    canvas[geom.crop_top:geom.crop_top + h, geom.crop_left:geom.crop_left + w] = values
+    if geom.scaled_size != (H, W):
+        canvas = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_LINEAR)
+    return canvas
+
+
+def depth_range(meta: ModelMeta, config: EstimatorConfig) -> tuple[float, float]:
+    """Valid depth range (min, max) in metres: the config's, else the model's."""
+    lo = meta.min_depth if config.min_depth is None else float(config.min_depth)
+    hi = meta.max_depth if config.max_depth is None else float(config.max_depth)
+    return lo, hi
+
+
+def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta: ModelMeta,
+                config: EstimatorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Network maps -> (depth_m, uncertainty, confidence, K) at the configured resolution.
+
+    Args:
+        depth: (h, w) float32 network depth, metres for the training camera.
+        confidence: (h, w) float32 raw uncertainty head in [0, 1], high = reliable.
+        geom: from :func:`urcdc_depth_ros.preprocessing.preprocess`.
+    Returns:
+        depth_m: (H', W') float32 metres; NaN outside the view or outside the valid range.
+        uncertainty: (H', W') float32 per ``config.uncertainty``; NaN where depth is NaN.
+        confidence: (H', W') float32 in [0, 1]; NaN outside the network's view only.
+        K: (3, 3) float64 intrinsics of the returned maps (camera K at input resolution).
+    """
+    depth = np.asarray(depth, np.float32)
+    if config.rescale_focal:
+        depth = depth * np.float32(geom.K_model[0, 0] / meta.focal_px)
+    confidence = np.clip(np.asarray(confidence, np.float32), 0.0, 1.0)
+    if config.output_resolution == 'input':
+        depth = to_input_resolution(depth, geom)
+        confidence = to_input_resolution(confidence, geom)
+        K_out = geom.K_image.copy()
+    else:
+        K_out = geom.K_model.copy()
+    lo, hi = depth_range(meta, config)
+    with np.errstate(invalid='ignore'):
+        invalid = ~(np.isfinite(depth) & (depth >= lo) & (depth <= hi))
+    depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32)
+    uncertainty = convert_uncertainty(np.nan_to_num(confidence, nan=1.0), depth,
+                                      config.uncertainty)
+    uncertainty[invalid] = np.nan
+    return depth, uncertainty, confidence.astype(np.float32), K_out
+
+
+__all__ = ['MAX_RELATIVE_ERROR', 'relative_error_from_confidence', 'metres_from_confidence',
+           'convert_uncertainty', 'to_input_resolution', 'depth_range', 'postprocess']
