@@ -1,0 +1,297 @@
+"""Conversions between numpy arrays and ROS 2 messages (Image, CompressedImage, CameraInfo,
+PointCloud2), plus the depth colour map for RViz.
+
+Owns the encoding table and every check that makes a message safe to convert: a malformed
+message raises :class:`~urcdc_depth_ros.errors.InputError` naming what is wrong, never crashes
+or reads out of bounds. Pure numpy by default; ``cv_bridge`` is used for Image <-> numpy when it
+imports (a ROS install), after the same validation, and ``sensor_msgs_py`` is only needed by
+the parity tests (the numpy PointCloud2 path is faster and gives the same bytes).
+
+Frames and units: images keep the input header (optical frame, REP 103); depth is ``32FC1``
+metres with NaN for invalid pixels (REP 118).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from .errors import InputError
+from .pointcloud import CloudArrays
+
+try:  # reason: the PyPI `cv-bridge` is a broken ROS 1 port; only a ROS install's one is used
+    from cv_bridge import CvBridge as _CvBridge
+    _BRIDGE: Optional['_CvBridge'] = _CvBridge()
+except Exception:  # noqa: BLE001 - any import failure means "no bridge"
+    _BRIDGE = None
+
+HOST_BIGENDIAN = sys.byteorder == 'big'
+
+#: encoding -> (numpy dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    'rgb8': (np.dtype(np.uint8), 3),
+    'bgr8': (np.dtype(np.uint8), 3),
+    'rgba8': (np.dtype(np.uint8), 4),
+    'bgra8': (np.dtype(np.uint8), 4),
+    'mono8': (np.dtype(np.uint8), 1),
+    '32FC1': (np.dtype(np.float32), 1),
+}
+#: encodings the depth node accepts as camera input
+COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+MAX_SIDE_PX = 16384  # larger images are treated as corrupt headers
+
+
+def have_cv_bridge() -> bool:
+    """Whether a working ROS ``cv_bridge`` was imported."""
+    return _BRIDGE is not None
+
+
+def stamp_to_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _check_image_header(height: int, width: int, encoding: str) -> tuple[np.dtype, int]:
+    if encoding not in ENCODINGS:
+        raise InputError(f'unsupported encoding {encoding!r}; supported: {list(ENCODINGS)}')
+    if not (0 < height <= MAX_SIDE_PX and 0 < width <= MAX_SIDE_PX):
+        raise InputError(f'image size {width}x{height} (w x h) is empty or implausible')
+    return ENCODINGS[encoding]
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """Image -> ``(H, W)`` (one channel) or ``(H, W, C)`` array in the message's encoding.
+
+    Handles row padding (``step > width * bytes_per_pixel``) and byte order; the result is a
+    read-only view of the message buffer when no byte swap is needed (no copy).
+
+    Raises:
+        InputError: unsupported encoding, empty size, ``step`` too small, or ``data`` length
+            different from ``step * height``.
+    """
+    h, w, enc = int(msg.height), int(msg.width), str(msg.encoding)
+    dtype, ch = _check_image_header(h, w, enc)
+    row_bytes = w * ch * dtype.itemsize
+    step = int(msg.step)
+    if step < row_bytes:
+        raise InputError(f'step {step} B is smaller than width*bytes_per_pixel = {row_bytes} B '
+                         f'({w} px of {enc})')
+    n = len(msg.data)
+    if n != step * h:
+        raise InputError(f'data has {n} B but step*height = {step}*{h} = {step * h} B')
+    if step % dtype.itemsize:
+        raise InputError(f'step {step} B is not a multiple of the {enc} element size')
+    buf = np.frombuffer(msg.data, np.uint8)
+    if _BRIDGE is not None:
+        return np.asarray(_BRIDGE.imgmsg_to_cv2(msg))
+    big = bool(msg.is_bigendian)
+    dt = dtype.newbyteorder('>' if big else '<') if dtype.itemsize > 1 else dtype
+    arr = np.ndarray((h, w, ch), dt, buffer=buf, strides=(step, ch * dtype.itemsize,
+                                                          dtype.itemsize))
+    if dtype.itemsize > 1 and big != HOST_BIGENDIAN:
+        arr = arr.astype(dtype)  # native byte order copy
+    arr.flags.writeable = False
+    return arr[..., 0] if ch == 1 else arr
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
+    """``(H, W)`` / ``(H, W, C)`` array -> Image in ``encoding`` (dense rows, host byte order).
+
+    Raises:
+        InputError: encoding unknown, or the array's dtype/channels do not fit it.
+    """
+    arr = np.asarray(arr)
+    dtype, ch = _check_image_header(*(arr.shape[:2] if arr.ndim >= 2 else (0, 0)), encoding)
+    got_ch = 1 if arr.ndim == 2 else (arr.shape[2] if arr.ndim == 3 else -1)
+    if arr.dtype != dtype or got_ch != ch:
+        raise InputError(f'array {arr.shape!r} {arr.dtype} does not fit encoding {encoding!r} '
+                         f'({ch} x {dtype})')
+    if _BRIDGE is not None:
+        msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(arr), encoding=encoding)
+    else:
+        msg = Image()
+        msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+        msg.encoding = encoding
+        msg.is_bigendian = HOST_BIGENDIAN
+        msg.step = int(arr.shape[1] * ch * dtype.itemsize)
+        msg.data = np.ascontiguousarray(arr).tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def decode_compressed(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """CompressedImage (JPEG/PNG) -> ``(image, encoding)``: ``bgr8``, ``bgra8`` or ``mono8``.
+
+    Raises:
+        InputError: empty or undecodable data, or a bit depth other than 8.
+    """
+    if len(msg.data) == 0:
+        raise InputError(f'compressed image (format {msg.format!r}) has no data')
+    img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(f'cannot decode {len(msg.data)} B of compressed image '
+                         f'(format {msg.format!r}); JPEG and PNG are supported')
+    if img.dtype != np.uint8:
+        raise InputError(f'compressed image decodes to {img.dtype}; only 8-bit is supported')
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    encoding = {1: 'mono8', 3: 'bgr8', 4: 'bgra8'}.get(channels)
+    if encoding is None:
+        raise InputError(f'compressed image has {channels} channels; 1, 3 or 4 are supported')
+    return (img[..., 0] if img.ndim == 3 and channels == 1 else img), encoding
+
+
+def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """Any :data:`COLOUR_ENCODINGS` image -> ``(H, W, 3)`` uint8 RGB (for coloured clouds)."""
+    code = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
+            'bgra8': cv2.COLOR_BGRA2RGB, 'mono8': cv2.COLOR_GRAY2RGB}.get(encoding)
+    if encoding == 'rgb8':
+        return image
+    if code is None:
+        raise InputError(f'cannot convert {encoding!r} to rgb8')
+    return cv2.cvtColor(np.ascontiguousarray(image), code)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Validated contents of a CameraInfo.
+
+    Attributes:
+        K: (3, 3) float64 intrinsics, pixels. P: (3, 4) float64 projection (zeros if unset).
+        D: distortion coefficients. R: (3, 3) rectification. width, height: pixels.
+        stamp_ns: header stamp, ns. frame_id: optical frame.
+    """
+
+    K: np.ndarray
+    P: np.ndarray
+    D: np.ndarray
+    R: np.ndarray
+    distortion_model: str
+    width: int
+    height: int
+    stamp_ns: int
+    frame_id: str
+
+
+def parse_camera_info(msg: CameraInfo) -> CameraModel:
+    """Validate a CameraInfo and return its numbers.
+
+    Raises:
+        InputError: non-finite K/P/D/R, fx or fy <= 0, or an empty image size.
+    """
+    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    P = np.asarray(msg.p, np.float64).reshape(3, 4)
+    R = np.asarray(msg.r, np.float64).reshape(3, 3)
+    D = np.asarray(msg.d, np.float64)
+    for name, a in (('K', K), ('P', P), ('R', R), ('D', D)):
+        if not np.all(np.isfinite(a)):
+            raise InputError(f'camera_info {name} has non-finite values: {a.ravel().tolist()!r}')
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise InputError(f'camera_info K needs fx, fy > 0 px, got fx={K[0, 0]!r}, '
+                         f'fy={K[1, 1]!r}')
+    if not (0 < msg.width <= MAX_SIDE_PX and 0 < msg.height <= MAX_SIDE_PX):
+        raise InputError(f'camera_info size {msg.width}x{msg.height} is empty or implausible')
+    return CameraModel(K, P, D, R, str(msg.distortion_model), int(msg.width), int(msg.height),
+                       stamp_to_ns(msg.header.stamp), str(msg.header.frame_id))
+
+
+def build_camera_info(K: np.ndarray, width: int, height: int, header: Optional[Header] = None,
+                      P: Optional[np.ndarray] = None, D: Optional[np.ndarray] = None,
+                      R: Optional[np.ndarray] = None,
+                      distortion_model: str = 'plumb_bob') -> CameraInfo:
+    """CameraInfo for an image of ``width x height`` px with intrinsics ``K`` (3x3, px).
+
+    ``P`` defaults to ``[K | 0]``, ``D`` to five zeros, ``R`` to identity.
+    """
+    msg = CameraInfo()
+    if header is not None:
+        msg.header = header
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = distortion_model
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    msg.k = K.ravel().tolist()
+    msg.p = (np.hstack([K, np.zeros((3, 1))]) if P is None
+             else np.asarray(P, np.float64).reshape(3, 4)).ravel().tolist()
+    msg.d = (np.zeros(5) if D is None else np.asarray(D, np.float64).ravel()).tolist()
+    msg.r = (np.eye(3) if R is None else np.asarray(R, np.float64).reshape(3, 3)).ravel().tolist()
+    return msg
+
+
+def transform_camera_info(cam: CameraModel, K_out: np.ndarray, width: int, height: int,
+                          header: Optional[Header] = None) -> CameraInfo:
+    """CameraInfo of a cropped/resized image whose intrinsics became ``K_out``.
+
+    The same pixel affine ``A = K_out @ inv(K_in)`` is applied to ``P`` (so a stereo ``Tx`` is
+    kept); ``D`` and ``R`` act on normalised coordinates and are unchanged.
+    """
+    K_out = np.asarray(K_out, np.float64).reshape(3, 3)
+    A = K_out @ np.linalg.inv(cam.K)
+    P = A @ cam.P if np.any(cam.P[:, :3]) else None
+    return build_camera_info(K_out, width, height, header, P=P, D=cam.D, R=cam.R,
+                             distortion_model=cam.distortion_model or 'plumb_bob')
+
+
+def build_pointcloud2(cloud: CloudArrays, header: Optional[Header] = None) -> PointCloud2:
+    """Organised PointCloud2 from :class:`CloudArrays`: float32 fields packed in order.
+
+    Layout: fields ``cloud.fields`` at offsets 0, 4, 8, ...; ``point_step = 4 * C``;
+    ``row_step = point_step * width``; ``is_dense = False`` (invalid points are NaN).
+    """
+    pts = np.ascontiguousarray(cloud.points, np.float32)
+    h, w, c = pts.shape
+    msg = PointCloud2()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(h), int(w)
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, n in enumerate(cloud.fields)]
+    msg.is_bigendian = HOST_BIGENDIAN
+    msg.point_step = 4 * c
+    msg.row_step = 4 * c * w
+    msg.data = pts.tobytes()
+    msg.is_dense = False
+    return msg
+
+
+def pointcloud2_to_arrays(msg: PointCloud2) -> dict[str, np.ndarray]:
+    """Read float32 fields of a PointCloud2 into ``{name: (height, width) float32}``."""
+    if len(msg.data) != msg.row_step * msg.height or msg.row_step < msg.point_step * msg.width:
+        raise InputError(f'PointCloud2 data {len(msg.data)} B does not match '
+                         f'row_step*height = {msg.row_step}*{msg.height}')
+    buf = np.frombuffer(msg.data, np.uint8)
+    out = {}
+    for f in msg.fields:
+        if f.datatype != PointField.FLOAT32:
+            continue
+        dt = np.dtype('>f4' if msg.is_bigendian else '<f4')
+        a = np.ndarray((msg.height, msg.width), dt, buffer=buf, offset=f.offset,
+                       strides=(msg.row_step, msg.point_step))
+        out[f.name] = a.astype(np.float32)
+    return out
+
+
+def colorize_depth(depth_m: np.ndarray, max_depth_m: float, min_depth_m: float = 0.0
+                   ) -> np.ndarray:
+    """``(H, W)`` depth (m) -> ``(H, W, 3)`` uint8 BGR turbo colour map (near = red); NaN black.
+
+    Depth is mapped linearly from ``min_depth_m`` (255) to ``max_depth_m`` (0) before the map,
+    so near objects are warm.
+    """
+    span = max(float(max_depth_m) - float(min_depth_m), 1e-6)
+    with np.errstate(invalid='ignore'):
+        scaled = np.clip((float(max_depth_m) - depth_m) * (255.0 / span), 0, 255)
+    valid = np.isfinite(depth_m)
+    img = cv2.applyColorMap(np.where(valid, scaled, 0).astype(np.uint8), cv2.COLORMAP_TURBO)
+    img[~valid] = 0
+    return img
+
+
+__all__ = ['ENCODINGS', 'COLOUR_ENCODINGS', 'CameraModel', 'have_cv_bridge', 'stamp_to_ns',
+           'image_to_numpy', 'numpy_to_image', 'decode_compressed', 'to_rgb8',
+           'parse_camera_info', 'build_camera_info', 'transform_camera_info',
+           'build_pointcloud2', 'pointcloud2_to_arrays', 'colorize_depth']
