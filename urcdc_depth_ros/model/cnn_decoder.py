@@ -1,5 +1,6 @@
-"""CNN decoder, GLP-style (adapted from GLPDepth, Kim et al. 2022): 1x1 projections and three
-selective-feature-fusion (SFF) blocks with bilinear x2 upsampling, stride 32 -> stride 1.
+"""CNN decoder, GLP-style: 1x1 projections and three selective-feature-fusion (SFF) blocks.
+
+Adapted from GLPDepth (Kim et al. 2022); bilinear x2 upsampling, stride 32 -> stride 1.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ class DropPath(nn.Module):
         return x * mask / keep
 
     def extra_repr(self) -> str:
+        """Show the drop probability."""
         return f'p={self.p}'
 
 
