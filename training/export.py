@@ -1,0 +1,285 @@
+"""``urcdc-export``: torch checkpoint -> ONNX (inference path only) -> TensorRT engine.
+
+``urcdc-export onnx --checkpoint C [--variant V] --height 352 --width 1216 --out model.onnx``
+writes the Transformer branch (depth + uncertainty; the CNN branch is training-only) with
+input ``image`` (N,3,H,W) float32 normalised and outputs ``depth`` (N,1,H,W) metres and
+``uncertainty`` (N,1,H,W) in [0,1]; fixed shapes (batch optionally dynamic), opset >= 17,
+``onnx.checker``-clean, simplified with onnxslim, and the :class:`ModelMeta` in metadata_props.
+
+``urcdc-export tensorrt --onnx model.onnx --fp16 [--int8 --calib-images DIR] [--dla-core N]``
+builds a TensorRT 10 engine + JSON sidecar with
+:func:`urcdc_depth_ros.inference.tensorrt_build.build_engine` (the same code the runtime uses
+to build on first start) and always prints the equivalent ``trtexec`` command.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import warnings
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from urcdc_depth_ros.config import ModelMeta
+from urcdc_depth_ros.errors import BackendError, UrcdcDepthError
+from urcdc_depth_ros.inference.base import INPUT_NAME, META_KEY, OUTPUT_NAMES, file_sha256
+from urcdc_depth_ros.inference.tensorrt_build import TRT10_SUPPORTED_OPS, trtexec_command
+
+LOG = logging.getLogger('urcdc_training.export')
+MIN_OPSET = 17
+
+
+class TransformerInference(nn.Module):
+    """Exportable wrapper: image -> (depth, uncertainty) of the Transformer branch only."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor):  # noqa: D102
+        out = self.net(image, with_cnn=False)
+        return out.depth, out.uncertainty
+
+
+def metadata_props(meta: ModelMeta, checkpoint_sha256: str | None = None,
+                   opset: int = MIN_OPSET) -> dict[str, str]:
+    """The metadata_props written into the ONNX file (all strings)."""
+    meta_json = json.dumps(meta.to_dict(), sort_keys=True)
+    return {
+        META_KEY: meta_json,
+        'urcdc_meta_sha256': hashlib.sha256(meta_json.encode()).hexdigest(),
+        'variant': meta.variant,
+        'max_depth': repr(float(meta.max_depth)),
+        'input_size': f'{meta.input_height}x{meta.input_width}',
+        'mean': json.dumps(list(meta.mean)),
+        'std': json.dumps(list(meta.std)),
+        'focal_px': repr(float(meta.focal_px)),
+        'checkpoint_sha256': checkpoint_sha256 or 'random-weights',
+        'opset': str(opset),
+    }
+
+
+def unsupported_ops(model, allowed=TRT10_SUPPORTED_OPS) -> list[str]:
+    """Sorted op types of ``model`` (onnx.ModelProto, incl. subgraphs' top level) not allowed."""
+    return sorted({n.op_type for n in model.graph.node if n.domain in ('', 'ai.onnx')
+                   and n.op_type not in allowed} |
+                  {f'{n.domain}::{n.op_type}' for n in model.graph.node
+                   if n.domain not in ('', 'ai.onnx')})
+
+
+def shape_problems(model, dynamic_batch: bool = False) -> list[str]:
+    """Non-static dims of the graph inputs/outputs (batch allowed symbolic when dynamic)."""
+    problems = []
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for axis, d in enumerate(dims):
+            if axis == 0 and dynamic_batch:
+                continue
+            if not d.HasField('dim_value') or d.dim_value <= 0:
+                problems.append(f'{value.name}[{axis}] is {d.dim_param or "unknown"!r}')
+    return problems
+
+
+def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
+                dynamic_batch: bool = False, opset: int = MIN_OPSET, simplify: bool = True,
+                checkpoint_sha256: str | None = None) -> str:
+    """Export the Transformer inference path of ``net`` to ONNX.
+
+    Args:
+        net: :class:`urcdc_depth_ros.model.URCDCDepth` (any module whose ``forward(x,
+            with_cnn=False)`` returns ``.depth``/``.uncertainty``).
+        meta: written to metadata_props; its input size fixes the graph shape.
+        out_path: ``.onnx`` file to write.
+        dynamic_batch: symbolic batch dimension (H, W stay fixed).
+        opset: ONNX opset, >= 17 (LayerNormalization is a single op from 17).
+        simplify: run onnxslim (constant folding, shape ops removed).
+        checkpoint_sha256: SHA-256 of the source checkpoint, recorded for traceability.
+    Returns:
+        ``out_path`` as str.
+    """
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise BackendError(f'opset {opset} < {MIN_OPSET}: LayerNormalization needs opset 17; '
+                           f'use --opset {MIN_OPSET} or higher')
+    meta.validate()
+    out_path = os.fspath(out_path)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    wrapper = TransformerInference(net).eval()
+    x = torch.zeros(1, 3, meta.input_height, meta.input_width)
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {INPUT_NAME: {0: 'batch'}, **{n: {0: 'batch'} for n in OUTPUT_NAMES}}
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # reason: the legacy (TorchScript) exporter warns that it is deprecated; the dynamo
+        # exporter needs onnxscript, which the runtime image does not ship.
+        warnings.simplefilter('ignore')
+        torch.onnx.export(wrapper, (x,), out_path, input_names=[INPUT_NAME],
+                          output_names=list(OUTPUT_NAMES), opset_version=opset,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+    model = onnx.load(out_path)
+    if simplify:
+        import onnxslim
+        model = onnxslim.slim(model)
+    del model.metadata_props[:]
+    for k, v in metadata_props(meta, checkpoint_sha256, opset).items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = 'urcdc_depth_ros'
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, out_path)
+    bad = unsupported_ops(model)
+    if bad:
+        LOG.warning('%s uses ops the TensorRT 10 ONNX parser lacks: %s', out_path, bad)
+    LOG.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
+             'dynamic batch' if dynamic_batch else 'static shapes')
+    return out_path
+
+
+def load_network(checkpoint: str | None, variant: str | None, max_depth: float | None,
+                 seed: int = 0) -> tuple[nn.Module, ModelMeta | None, str | None]:
+    """(net in eval mode, meta from the checkpoint or None, checkpoint sha256 or None)."""
+    from urcdc_depth_ros.model import build_model, load_weights, read_checkpoint
+
+    if checkpoint is None:
+        if variant is None:
+            raise BackendError('--random-weights needs --variant (e.g. nano07)')
+        torch.manual_seed(seed)
+        return build_model(variant, max_depth=max_depth or 80.0).eval(), None, None
+    if not os.path.isfile(checkpoint):
+        raise BackendError(f'checkpoint {checkpoint!r} does not exist')
+    ckpt = read_checkpoint(checkpoint)
+    ckpt_meta = _checkpoint_meta(ckpt)
+    name = variant or (ckpt_meta.variant if ckpt_meta else None)
+    if name is None:
+        from urcdc_depth_ros.model.checkpoint import extract_state_dict, infer_variant
+        name = infer_variant(extract_state_dict(ckpt))
+        if name is None:
+            raise BackendError(f'cannot tell the variant of {checkpoint!r}; pass --variant')
+    depth_range = max_depth or (ckpt_meta.max_depth if ckpt_meta else 80.0)
+    net = build_model(name, max_depth=depth_range)
+    meta = load_weights(net, ckpt) or ckpt_meta
+    return net.eval(), meta, file_sha256(checkpoint)
+
+
+def _checkpoint_meta(ckpt) -> ModelMeta | None:
+    """ModelMeta from whatever read_checkpoint returned (object with .meta, dict, or tuple)."""
+    for candidate in (getattr(ckpt, 'meta', None),
+                      ckpt.get('meta') if isinstance(ckpt, dict) else None,
+                      ckpt[1] if isinstance(ckpt, tuple) and len(ckpt) > 1 else None):
+        if isinstance(candidate, ModelMeta):
+            return candidate
+        if isinstance(candidate, dict):
+            return ModelMeta.from_dict(candidate)
+    return None
+
+
+def _cmd_onnx(args) -> int:
+    net, meta, sha = load_network(None if args.random_weights else args.checkpoint,
+                                  args.variant, args.max_depth, args.seed)
+    base = meta or ModelMeta(variant=args.variant or 'tiny07')
+    overrides = {'variant': args.variant or base.variant}
+    if args.height:
+        overrides['input_height'] = args.height
+    if args.width:
+        overrides['input_width'] = args.width
+    if args.max_depth:
+        overrides['max_depth'] = args.max_depth
+    if args.focal_px:
+        overrides['focal_px'] = args.focal_px
+    meta = ModelMeta.from_dict({**base.to_dict(), **overrides})
+    export_onnx(net, meta, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                simplify=not args.no_simplify, checkpoint_sha256=sha)
+    sys.stdout.write(f'{args.out}\n')
+    return 0
+
+
+def _cmd_tensorrt(args) -> int:
+    from urcdc_depth_ros.inference import engine_cache, tensorrt_build
+
+    precision = 'int8' if args.int8 else ('fp32' if args.fp32 else 'fp16')
+    engine = args.out or os.path.splitext(args.onnx)[0] + f'.{precision}.engine'
+    calib_cache = args.calib_cache or engine + '.calib'
+    try:
+        fp32_layers = tensorrt_build.fp32_node_names(args.onnx) if precision != 'fp32' else []
+    except Exception as exc:  # reason: onnx raises protobuf DecodeError for corrupt files
+        raise BackendError(f'cannot read {args.onnx!r} as ONNX ({exc})') from exc
+    cmd = trtexec_command(args.onnx, engine, precision, args.workspace_mb, args.timing_cache,
+                          args.dla_core, calib_cache if precision == 'int8' else None,
+                          fp32_layers)
+    sys.stdout.write(f'equivalent trtexec command:\n{cmd}\n')
+    sys.stdout.flush()
+    if args.print_only:
+        return 0
+    trt, _ = tensorrt_build.import_tensorrt()
+    with tensorrt_build.cuda_context(args.device):
+        device = tensorrt_build.current_device_info(args.device)
+        info = tensorrt_build.build_engine(
+            args.onnx, engine, precision=precision, workspace_mb=args.workspace_mb,
+            timing_cache=args.timing_cache, dla_core=args.dla_core,
+            calib_images=args.calib_images, calib_cache=calib_cache)
+    key = engine_cache.EngineKey.for_device(device, file_sha256(args.onnx), precision,
+                                            args.dla_core)
+    engine_cache.write_sidecar(engine, key, **info)
+    sys.stdout.write(f'{engine}\n')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``urcdc-export`` argument parser."""
+    ap = argparse.ArgumentParser(prog='urcdc-export', description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest='command', required=True)
+    o = sub.add_parser('onnx', help='torch checkpoint -> ONNX (inference path)')
+    src = o.add_mutually_exclusive_group(required=True)
+    src.add_argument('--checkpoint', help='our checkpoint (.pt) or an official one')
+    src.add_argument('--random-weights', action='store_true',
+                     help='random weights (demos/tests; needs --variant)')
+    o.add_argument('--variant', help='tiny07 base07 base12 large07 nano07 (default: from the '
+                   'checkpoint)')
+    o.add_argument('--height', type=int, default=0, help='input height, px (default: meta)')
+    o.add_argument('--width', type=int, default=0, help='input width, px (default: meta)')
+    o.add_argument('--max-depth', type=float, default=0.0, help='metres (default: meta)')
+    o.add_argument('--focal-px', type=float, default=0.0,
+                   help='training camera fx at input scale, px (default: meta)')
+    o.add_argument('--out', required=True, help='output .onnx')
+    o.add_argument('--dynamic-batch', action='store_true')
+    o.add_argument('--opset', type=int, default=MIN_OPSET)
+    o.add_argument('--no-simplify', action='store_true', help='skip onnxslim')
+    o.add_argument('--seed', type=int, default=0, help='seed for --random-weights')
+    o.set_defaults(func=_cmd_onnx)
+    t = sub.add_parser('tensorrt', help='ONNX -> TensorRT 10 engine + JSON sidecar')
+    t.add_argument('--onnx', required=True)
+    t.add_argument('--out', help='engine path (default: <onnx>.<precision>.engine)')
+    p = t.add_mutually_exclusive_group()
+    p.add_argument('--fp16', action='store_true', help='FP16 (default); norms/softmax in FP32')
+    p.add_argument('--int8', action='store_true', help='INT8 entropy calibration (+FP16)')
+    p.add_argument('--fp32', action='store_true')
+    t.add_argument('--calib-images', help='directory of calibration frames (INT8)')
+    t.add_argument('--calib-cache', help='calibration cache (default <engine>.calib)')
+    t.add_argument('--dla-core', type=int, default=None, help='DLA core, with GPU fallback')
+    t.add_argument('--workspace-mb', type=int, default=2048)
+    t.add_argument('--timing-cache', help='timing cache file (read and updated)')
+    t.add_argument('--device', type=int, default=0, help='CUDA device index')
+    t.add_argument('--print-only', action='store_true',
+                   help='only print the trtexec command')
+    t.set_defaults(func=_cmd_tensorrt)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status (2 = error with a message)."""
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UrcdcDepthError as exc:
+        LOG.error('%s', exc)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
