@@ -1,0 +1,156 @@
+"""``urcdc-kitti2bag``: write a KITTI raw drive (real or synthetic) into a rosbag2.
+
+Topics (stamps are KITTI's ``timestamps.txt`` read as UTC, in nanoseconds; every message is
+logged at its own header stamp):
+
+* ``/kitti/camera_color_left/image_raw``: ``sensor_msgs/Image`` rgb8, frame
+  ``kitti_camera_color_left_optical`` (REP 103 optical: x right, y down, z forward).
+* ``/kitti/camera_color_left/camera_info``: K = ``P_rect_02[:, :3]``, P = ``[K | 0]`` (zero Tx:
+  the camera's offset from cam0 is folded into TF), D = 0, R = I, the image size.
+* ``/kitti/velo/pointcloud``: ``sensor_msgs/PointCloud2`` x, y, z, intensity float32 in
+  ``kitti_velo`` (x forward, y left, z up, metres).
+* ``/tf_static``: one ``TransformStamped`` with ``header.frame_id = kitti_velo`` (parent) and
+  ``child_frame_id = kitti_camera_color_left_optical`` (child); its transform is the camera's
+  pose in the Velodyne frame, ``T_velo_cam = inv(KittiCalib.T_cam_velo)``, i.e. it maps points
+  written in the camera optical frame into the Velodyne frame. Evaluators look up the inverse
+  (``T_cam_velo``) to bring LiDAR points into the camera. It is latched (transient local QoS)
+  and written once at the first stamp.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+
+from ..errors import DataError, UrcdcDepthError
+from . import bag_io
+from .kitti_raw import KittiDrive
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_TOPIC = '/kitti/camera_color_left/image_raw'
+CAMERA_INFO_TOPIC = '/kitti/camera_color_left/camera_info'
+LIDAR_TOPIC = '/kitti/velo/pointcloud'
+TF_STATIC_TOPIC = '/tf_static'
+CAMERA_FRAME = 'kitti_camera_color_left_optical'
+LIDAR_FRAME = 'kitti_velo'
+STORAGES = ('mcap', 'sqlite3')
+
+
+def _tf_static_qos_profiles() -> tuple:
+    """Reliable, transient-local, depth-1 QoS so ``ros2 bag play`` latches /tf_static."""
+    try:
+        from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                        QosReliability, QosTime)
+    except ImportError:  # reason: older rosbags has no typed QoS; default profile then
+        return ()
+    zero = QosTime(sec=0, nsec=0)
+    return (Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+                durability=QosDurability.TRANSIENT_LOCAL, deadline=zero, lifespan=zero,
+                liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=zero,
+                avoid_ros_namespace_conventions=False),)
+
+
+def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: int = 0,
+                  end: int | None = None, overwrite: bool = False,
+                  progress: bool = True) -> dict:
+    """Write frames ``[start, end)`` of a KITTI raw drive into the rosbag2 ``out_bag``.
+
+    Args:
+        drive_dir: ``RAW/DATE/DATE_drive_XXXX_sync``.
+        out_bag: bag folder to create (must not exist unless ``overwrite``).
+        storage: ``'mcap'`` or ``'sqlite3'``.
+        start, end: frame range (indices into the sorted frame list; ``end`` exclusive).
+    Returns:
+        summary dict: frames, scans, topics, storage, path, first/last stamp (ns).
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    if storage not in STORAGES:
+        raise DataError(f'storage={storage!r} is not one of {list(STORAGES)}')
+    drive = KittiDrive(drive_dir)
+    n = len(drive)
+    end = n if end is None else min(int(end), n)
+    if not (0 <= start < end):
+        raise DataError(f'frame range [{start}, {end}) is empty; the drive has {n} frames')
+    if os.path.exists(out_bag):
+        if not overwrite:
+            raise DataError(f'{out_bag!r} exists; remove it or pass --overwrite')
+        shutil.rmtree(out_bag)
+    ts = bag_io.get_ros2_typestore()
+    calib = drive.calib
+    K = calib.K
+    T_velo_cam = np.linalg.inv(calib.T_cam_velo)
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+    n_scans = 0
+    with Writer(out_bag, version=8, storage_plugin=plugin) as writer:
+        c_img = writer.add_connection(IMAGE_TOPIC, bag_io.IMAGE_TYPE, typestore=ts)
+        c_info = writer.add_connection(CAMERA_INFO_TOPIC, bag_io.CAMERA_INFO_TYPE, typestore=ts)
+        c_velo = writer.add_connection(LIDAR_TOPIC, bag_io.POINTCLOUD_TYPE, typestore=ts)
+        c_tf = writer.add_connection(TF_STATIC_TOPIC, bag_io.TF_TYPE, typestore=ts,
+                                     offered_qos_profiles=_tf_static_qos_profiles())
+        first_ns = int(drive.image_stamps_ns[start])
+        tf = bag_io.tf_message(ts, [(LIDAR_FRAME, CAMERA_FRAME, T_velo_cam)], first_ns)
+        writer.write(c_tf, first_ns, ts.serialize_cdr(tf, bag_io.TF_TYPE))
+        frames = range(start, end)
+        if progress:
+            from tqdm import tqdm
+            frames = tqdm(frames, desc=f'kitti2bag {drive.name}', unit='frame')
+        for i in frames:
+            t_img = int(drive.image_stamps_ns[i])
+            rgb = drive.read_image(i)
+            h, w = rgb.shape[:2]
+            if (w, h) != (calib.width, calib.height):
+                raise DataError(f'{drive.image_paths[i]!r} is {w}x{h} but the calibration says '
+                                f'{calib.width}x{calib.height}; the calib files do not match')
+            writer.write(c_img, t_img, ts.serialize_cdr(
+                bag_io.image_msg(ts, rgb, t_img, CAMERA_FRAME), bag_io.IMAGE_TYPE))
+            writer.write(c_info, t_img, ts.serialize_cdr(
+                bag_io.camera_info_msg(ts, K, w, h, t_img, CAMERA_FRAME), bag_io.CAMERA_INFO_TYPE))
+            if i < len(drive.velo_paths):
+                t_velo = int(drive.velo_stamps_ns[i])
+                cloud = bag_io.pointcloud_msg(ts, drive.read_scan(i), t_velo, LIDAR_FRAME)
+                writer.write(c_velo, t_velo, ts.serialize_cdr(cloud, bag_io.POINTCLOUD_TYPE))
+                n_scans += 1
+    summary = {'path': os.path.abspath(out_bag), 'storage': storage, 'drive': drive.name,
+               'frames': end - start, 'scans': n_scans, 'first_stamp_ns': first_ns,
+               'last_stamp_ns': int(drive.image_stamps_ns[end - 1]),
+               'topics': [IMAGE_TOPIC, CAMERA_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC]}
+    LOG.info('wrote %d frames and %d scans of %s to %s (%s)', summary['frames'], n_scans,
+             drive.name, out_bag, storage)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of ``urcdc-kitti2bag``."""
+    p = argparse.ArgumentParser(prog='urcdc-kitti2bag', description=__doc__.split('\n')[0])
+    p.add_argument('--drive', required=True, help='RAW/DATE/DATE_drive_XXXX_sync folder')
+    p.add_argument('--out', required=True, help='bag folder to create')
+    p.add_argument('--storage', choices=STORAGES, default='mcap', help='rosbag2 storage plugin')
+    p.add_argument('--start', type=int, default=0, help='first frame index (inclusive)')
+    p.add_argument('--end', type=int, default=None, help='last frame index (exclusive)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
+    p.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns 0 on success, 2 on a data error (message on stderr)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        s = convert_drive(args.drive, args.out, args.storage, args.start, args.end,
+                          overwrite=args.overwrite, progress=not args.no_progress)
+    except UrcdcDepthError as exc:
+        LOG.error('%s', exc)
+        return 2
+    LOG.info('%s: %d frames, %d scans, topics %s', s['path'], s['frames'], s['scans'],
+             ', '.join(s['topics']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
