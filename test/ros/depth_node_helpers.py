@@ -1,0 +1,210 @@
+"""Shared helpers of the depth-node tests: a random-weight ONNX model, a node subprocess, and
+an rclpy probe node that publishes camera frames and collects the outputs (real DDS on loopback).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PARAMS_FILE = os.path.join(REPO, 'config', 'depth.yaml')
+
+
+def tiny_onnx_model(tmp_dir: str, height: int = 64, width: int = 192) -> str:
+    """A random-weight URCDC-Depth ONNX model (the estimator's fixture) of input ``h x w``.
+
+    Falls back to a two-layer conv net with the same I/O contract (``image`` ->
+    ``depth``, ``uncertainty``, metadata ``urcdc_meta``) while that fixture is missing.
+    """
+    try:
+        from fixtures.models import make_onnx_model
+    except ImportError:
+        make_onnx_model = None
+    if make_onnx_model is not None:
+        onnx_path, _, _ = make_onnx_model(str(tmp_dir), height=height, width=width)
+        return str(onnx_path)
+    import onnx
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.b = torch.nn.Conv2d(8, 2, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.sigmoid(self.b(torch.relu(self.a(x))))
+            return y[:, :1] * 80.0, y[:, 1:]
+
+    torch.manual_seed(0)
+    path = os.path.join(str(tmp_dir), f'tiny_{height}x{width}.onnx')
+    torch.onnx.export(Net().eval(), torch.zeros(1, 3, height, width), path,
+                      input_names=['image'], output_names=['depth', 'uncertainty'],
+                      opset_version=17, dynamo=False)
+    model = onnx.load(path)
+    meta = {'variant': 'tiny07', 'max_depth': 80.0, 'input_height': height,
+            'input_width': width, 'focal_px': 721.5377, 'dataset': 'random'}
+    entry = model.metadata_props.add()
+    entry.key, entry.value = 'urcdc_meta', json.dumps(meta)
+    onnx.save(model, path)
+    return path
+
+
+def node_command(model_path: str, *extra: str, params_file: str = PARAMS_FILE) -> list[str]:
+    """The node as launched: same module, same params file, CLI overrides after it."""
+    return [sys.executable, '-m', 'urcdc_depth_ros.node', '--ros-args',
+            '--params-file', params_file, '-p', f'model_path:={model_path}', *extra]
+
+
+def start_node(cmd: list[str], log_path: str) -> subprocess.Popen:
+    """Start the node in its own process group, logging to ``log_path``."""
+    log = open(log_path, 'w')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            start_new_session=True)
+
+
+def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 20.0) -> int:
+    """Signal the node, wait, kill it if it hangs; return its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode
+
+
+def spin_until(executor, cond: Callable[[], bool], timeout_s: float,
+               proc: Optional[subprocess.Popen] = None) -> bool:
+    """Spin ``executor`` until ``cond()`` or timeout; stop early if ``proc`` died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return cond()
+        executor.spin_once(timeout_sec=0.05)
+    return cond()
+
+
+def kitti_like_K(width: int, height: int, fx: float = 721.5377) -> np.ndarray:
+    """Intrinsics (3, 3), px, with the principal point near the centre."""
+    return np.array([[fx, 0.0, width / 2.0 - 0.5], [0.0, fx, height / 2.0 + 0.25],
+                     [0.0, 0.0, 1.0]])
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB with smooth structure (gradients + noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx / width, yy / height, 0.5 + 0.5 * np.sin(xx / 9 + yy / 7)], -1)
+    img = base * 200 + rng.uniform(0, 55, (height, width, 3))
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def estimator_config_from_yaml(path: str = PARAMS_FILE, **overrides):
+    """The EstimatorConfig a node started with params file ``path`` uses."""
+    import dataclasses
+
+    import yaml
+
+    from urcdc_depth_ros.config import EstimatorConfig
+    with open(path) as f:
+        params = yaml.safe_load(f)['depth_node']['ros__parameters']
+    params.update(overrides)
+    names = {f.name for f in dataclasses.fields(EstimatorConfig)}
+    kw = {k: v for k, v in params.items() if k in names}
+    for k in ('min_depth', 'max_depth'):
+        if k in kw:
+            kw[k] = kw[k] or None
+    return EstimatorConfig(**kw)
+
+
+class Probe:
+    """An rclpy node in its own context: publishes camera frames, records every output.
+
+    Attributes:
+        outputs: topic key -> list of received messages (``depth``, ``uncertainty``,
+            ``camera_info``, ``points``, ``colorized``, ``diagnostics``).
+        rx_times: topic key -> ``time.perf_counter()`` of each receipt, s.
+    """
+
+    def __init__(self, ns: str, image_topic: str, info_topic: str, reliable_in: bool = True,
+                 in_depth: int = 10, compressed: bool = False):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('depth_probe', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        rel = ReliabilityPolicy.RELIABLE if reliable_in else ReliabilityPolicy.BEST_EFFORT
+        qin = QoSProfile(depth=in_depth, reliability=rel)
+        self.image_pub = self.node.create_publisher(
+            CompressedImage if compressed else Image, image_topic, qin)
+        self.info_pub = self.node.create_publisher(CameraInfo, info_topic, qin)
+        self.outputs: dict[str, list] = {k: [] for k in (
+            'depth', 'uncertainty', 'camera_info', 'points', 'colorized', 'diagnostics')}
+        self.rx_times: dict[str, list[float]] = {k: [] for k in self.outputs}
+        qout = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for key, typ, topic in (('depth', Image, 'depth'), ('uncertainty', Image, 'uncertainty'),
+                                ('camera_info', CameraInfo, 'depth/camera_info'),
+                                ('points', PointCloud2, 'points'),
+                                ('colorized', Image, 'depth/colorized')):
+            self.node.create_subscription(typ, f'{ns}/{topic}', self._keep(key), qout)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._keep('diagnostics'),
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _keep(self, key):
+        def cb(msg):
+            self.rx_times[key].append(time.perf_counter())
+            self.outputs[key].append(msg)
+        return cb
+
+    def spin_until(self, cond, timeout_s: float, proc=None) -> bool:
+        """Spin until ``cond()`` (see :func:`spin_until`)."""
+        return spin_until(self.executor, cond, timeout_s, proc)
+
+    def by_stamp(self, key: str, stamp_ns: int):
+        """The received ``key`` message with header stamp ``stamp_ns`` (or None)."""
+        from urcdc_depth_ros.ros_io import stamp_to_ns
+        for msg in self.outputs[key]:
+            if stamp_to_ns(msg.header.stamp) == stamp_ns:
+                return msg
+        return None
+
+    def node_diagnostics(self) -> dict[str, str]:
+        """Key/values of the newest depth_node diagnostics status ({} if none yet)."""
+        for arr in reversed(self.outputs['diagnostics']):
+            for st in arr.status:
+                if st.name.endswith(': depth'):
+                    return {kv.key: kv.value for kv in st.values}
+        return {}
+
+    def close(self) -> None:
+        """Destroy the node and shut the private context down."""
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def make_header(stamp_ns: int, frame_id: str = 'camera_optical_frame'):
+    """A std_msgs/Header with the given stamp (ns) and frame."""
+    from std_msgs.msg import Header
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return h
