@@ -33,12 +33,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     'base07': _variant(_swin(128, (2, 2, 18, 2), (4, 8, 16, 32), 7)),
     'base12': _variant(_swin(128, (2, 2, 18, 2), (4, 8, 16, 32), 12)),
     'large07': _variant(_swin(192, (2, 2, 18, 2), (6, 12, 24, 48), 7)),
-    # NON-paper: ~1/4-width everything, for CPU demos and small Jetsons.
+    # NON-paper: ~1/4-width Transformer branch and a tiny DenseNet, for CPU demos and small
+    # Jetsons (~4.9 M parameters). The CNN decoder is 16 wide (it must equal the DenseNet
+    # stem width) because its heads run at full resolution and dominate CPU training time.
     'nano07': _variant(
         _swin(32, (1, 1, 2, 1), (1, 2, 4, 8), 7),
-        densenet=dict(growth_rate=16, block_config=(2, 2, 2, 2), num_init_features=32),
+        densenet=dict(growth_rate=16, block_config=(2, 2, 2, 2), num_init_features=16),
         psp_channels=64, psp_gn_groups=32, crf_dims=(32, 64, 128, 256),
-        crf_heads=(1, 2, 4, 8), cnn_decoder_channels=32),
+        crf_heads=(1, 2, 4, 8), cnn_decoder_channels=16),
 }
 
 PAPER_VARIANTS = ('tiny07', 'base07', 'base12', 'large07')
