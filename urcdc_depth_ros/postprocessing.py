@@ -6,8 +6,9 @@ whose focal length differs from the training camera's), placement back into the 
 ``[min_depth, max_depth]``) and conversion of the uncertainty head.
 
 The uncertainty head ``u`` in [0, 1] is trained toward ``exp(-5 |gt - d| / (gt + d))`` (high =
-reliable). ``r = -ln(u) / 5`` is the expected relative error ``|gt - d| / (gt + d)`` and, solving
-for ``|gt - d|`` with ``gt = d +- e``, the expected absolute error is ``e = 2 d r / (1 - r)``.
+reliable). ``r = -ln(u) / 5`` is the expected relative error ``|gt - d| / (gt + d)``. Solving
+for ``e = |gt - d|`` gives ``e = 2 d r / (1 - r)`` when the truth is farther (``gt = d + e``) and
+``2 d r / (1 + r)`` when nearer; we report the first, the larger (conservative) of the two.
 """
 from __future__ import annotations
 

@@ -1,0 +1,121 @@
+"""Pre-processing: encodings, validation, and intrinsics that stay exact through crop/resize."""
+import cv2
+import numpy as np
+import pytest
+
+from urcdc_depth_ros.config import ModelMeta
+from urcdc_depth_ros.errors import InputError
+from urcdc_depth_ros.preprocessing import (apply_geometry, normalise, plan_geometry, preprocess,
+                                           to_rgb, validate_intrinsics)
+
+K_CAM = np.array([[500.0, 0.0, 300.3], [0.0, 480.0, 170.7], [0.0, 0.0, 1.0]])
+
+
+def _blob_image(h, w, u, v, sigma=6.0):
+    """(h, w) float32 Gaussian blob centred at continuous pixel (u, v) (pixel centres at i)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    return np.exp(-((xs - u) ** 2 + (ys - v) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+
+
+def _centroid(img):
+    ys, xs = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    wsum = img.sum()
+    return float((xs * img).sum() / wsum), float((ys * img).sum() / wsum)
+
+
+def _project(K_px, point):
+    p = K_px @ point
+    return p[0] / p[2], p[1] / p[2]
+
+
+@pytest.mark.parametrize('image_hw,model_hw,mode', [
+    ((400, 640), (256, 448), 'kb_crop'),    # plain crop
+    ((200, 300), (256, 448), 'kb_crop'),    # upscaled to cover, then cropped
+    ((250, 700), (256, 448), 'kb_crop'),    # too short only: upscale, crop width
+    ((400, 640), (256, 448), 'resize'),     # downscale, aspect changes
+    ((200, 300), (256, 448), 'resize'),     # upscale
+])
+def test_a_3d_point_lands_where_the_updated_K_projects_it(image_hw, model_hw, mode):
+    point = np.array([0.3, 0.25, 5.0])  # metres, camera frame (x right, y down, z forward)
+    K_img = K_CAM.copy()
+    K_img[0, 2], K_img[1, 2] = image_hw[1] / 2 + 3.3, image_hw[0] / 2 - 1.7
+    u, v = _project(K_img, point)
+    image = _blob_image(*image_hw, u, v)
+    geom = plan_geometry(image_hw, K_img, model_hw, mode)
+    window = apply_geometry(image[..., None].repeat(3, 2), geom)[..., 0]
+    assert window.shape == model_hw
+    u2, v2 = _project(geom.K_model, point)
+    cu, cv = _centroid(window)
+    assert abs(cu - u2) < 0.05 and abs(cv - v2) < 0.05, (cu, cv, u2, v2)
+
+
+def test_kb_crop_takes_bottom_rows_horizontally_centred():
+    geom = plan_geometry((375, 1242), K_CAM, (352, 1216), 'kb_crop')
+    assert (geom.crop_top, geom.crop_left) == (23, 13)
+    assert geom.scaled_size == (375, 1242)
+    np.testing.assert_allclose(geom.K_model[:2, 2], K_CAM[:2, 2] - [13, 23])
+    np.testing.assert_allclose(geom.K_model[0, 0], K_CAM[0, 0])
+
+
+def test_kb_crop_upscales_small_images_to_cover_the_model_input():
+    geom = plan_geometry((100, 200), K_CAM, (64, 192), 'kb_crop')
+    assert geom.scaled_size == (100, 200)
+    geom = plan_geometry((50, 100), K_CAM, (64, 192), 'kb_crop')
+    assert geom.scaled_size[0] >= 64 and geom.scaled_size[1] >= 192
+    assert geom.K_model[0, 0] == pytest.approx(K_CAM[0, 0] * geom.scaled_size[1] / 100)
+
+
+@pytest.mark.parametrize('encoding,channels', [('rgb8', 3), ('bgr8', 3), ('rgba8', 4),
+                                               ('bgra8', 4), ('mono8', 0)])
+def test_every_encoding_becomes_the_same_rgb(encoding, channels):
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    if encoding == 'mono8':
+        image, expected = rgb[..., 0].copy(), np.repeat(rgb[..., :1], 3, 2)
+    else:
+        image = rgb[..., ::-1] if encoding.startswith('bgr') else rgb
+        if channels == 4:
+            image = np.concatenate([image, np.full((4, 5, 1), 7, np.uint8)], 2)
+        expected = rgb
+    np.testing.assert_array_equal(to_rgb(np.ascontiguousarray(image), encoding), expected)
+
+
+@pytest.mark.parametrize('image,encoding,fragment', [
+    (np.zeros((4, 5, 3), np.float32), 'rgb8', 'dtype'),
+    (np.zeros((4, 5, 4), np.uint8), 'rgb8', 'shape'),
+    (np.zeros((4, 5), np.uint8), 'bgr8', 'shape'),
+    (np.zeros((4, 5, 3), np.uint8), 'mono8', 'shape'),
+    (np.zeros((0, 5, 3), np.uint8), 'rgb8', 'empty'),
+    (np.zeros((4, 5, 3), np.uint8), 'yuv422', 'unsupported'),
+    ([[1, 2, 3]], 'rgb8', 'numpy'),
+])
+def test_malformed_images_raise_input_error_naming_the_problem(image, encoding, fragment):
+    with pytest.raises(InputError, match=fragment):
+        to_rgb(image, encoding)
+
+
+@pytest.mark.parametrize('K,fragment', [
+    (np.eye(4), 'shape'),
+    (np.array([[np.nan, 0, 1], [0, 1, 1], [0, 0, 1]]), 'non-finite'),
+    (np.zeros((3, 3)), 'singular'),
+    ('abc', 'numeric'),
+])
+def test_malformed_intrinsics_raise_input_error(K, fragment):
+    with pytest.raises(InputError, match=fragment):
+        validate_intrinsics(K)
+
+
+def test_normalise_applies_mean_and_std_per_channel_in_nchw():
+    rgb = np.full((2, 3, 3), 255, np.uint8)
+    x = normalise(rgb, (0.5, 0.25, 0.0), (0.5, 0.25, 2.0))
+    assert x.shape == (1, 3, 2, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, :, 0, 0], [1.0, 3.0, 0.5], rtol=1e-6)
+
+
+def test_preprocess_returns_model_sized_input_and_matching_geometry():
+    meta = ModelMeta(variant='nano07', input_height=64, input_width=192)
+    image = cv2.resize(np.arange(256, dtype=np.uint8).reshape(16, 16),
+                       (320, 120))[..., None].repeat(3, 2)
+    x, geom = preprocess(image, K_CAM, meta, 'rgb8', 'kb_crop')
+    assert x.shape == (1, 3, 64, 192)
+    assert geom.crop_top == 120 - 64 and geom.crop_left == (320 - 192) // 2
