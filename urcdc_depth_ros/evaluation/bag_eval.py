@@ -252,8 +252,8 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
         camera_info_topic = _require(topics, camera_info_topic, bag_io.CAMERA_INFO_TYPE,
                                      '--camera-info-topic')
     elif image_topic is not None:
-        excl = [f'{t}/camera_info' for t in derived] + [f'{_namespace(t)}/camera_info'
-                                                         for t in derived if _namespace(t)]
+        excl = [f'{t}/camera_info' for t in derived]
+        excl += [f'{_namespace(t)}/camera_info' for t in derived if _namespace(t)]
         camera_info_topic = _camera_info_for(topics, image_topic, exclude=excl)
     if mode == 'topic':
         if depth_camera_info_topic is not None:
@@ -544,7 +544,8 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
         d = store[(ctx['primary'], fr.stamp_ns)]
         pred = d['array'].astype(np.float32, copy=False)
         if pred.ndim != 2:
-            fr.status, fr.reason = 'skipped', f'depth image is not single-channel ({d["encoding"]})'
+            fr.status = 'skipped'
+            fr.reason = f'depth image is not single-channel ({d["encoding"]})'
             return
         frame_id = d['frame_id']
         if fr.unc_key is not None:
@@ -552,8 +553,8 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
         if fr.image_key is not None:
             image = store[fr.image_key]['array']
         h, w = pred.shape
-        K = K_info if (w, h) == (w_info, h_info) else scale_intrinsics(K_info, (w_info, h_info),
-                                                                        (w, h))
+        K = (K_info if (w, h) == (w_info, h_info)
+             else scale_intrinsics(K_info, (w_info, h_info), (w, h)))
     h, w = pred.shape
     cloud = store[fr.lidar_key]
     t0 = time.perf_counter()

@@ -81,7 +81,7 @@ def camera_info_msg(ts, K: np.ndarray, width: int, height: int, stamp_ns: int, f
 
 
 def pointcloud_msg(ts, points: np.ndarray, stamp_ns: int, frame_id: str):
-    """Build an unorganised ``sensor_msgs/PointCloud2`` (x, y, z, intensity float32) from (N, 4)."""
+    """Build an unorganised ``sensor_msgs/PointCloud2`` (x, y, z, intensity float32), (N, 4)."""
     pts = np.ascontiguousarray(points, np.float32)
     if pts.ndim != 2 or pts.shape[1] != 4:
         raise ValueError(f'points must be (N, 4) x, y, z, intensity; got {pts.shape}')

@@ -45,7 +45,7 @@ def read_timestamps_ns(path: str) -> np.ndarray:
 
 
 def read_velodyne_bin(path: str) -> np.ndarray:
-    """Read one scan: (N, 4) float32 x, y, z (m, Velodyne frame: x fwd, y left, z up), intensity."""
+    """Read one scan: (N, 4) float32 x, y, z (m; Velodyne: x fwd, y left, z up), intensity."""
     raw = np.fromfile(path, np.float32)
     if raw.size % 4:
         raise DataError(f'{path!r} holds {raw.size} floats, not a multiple of 4 (x, y, z, i); '
