@@ -177,7 +177,7 @@ def test_check_dataset_reports_every_problem_at_once(full_set, tmp_path):
 
 def test_bundled_split_lists_parse():
     eigen = parse_split(split_path('eigen_train_files_with_gt.txt'), 721.5377, require_gt=True)
-    assert len(eigen) == 23158 and {round(e.focal) for e in eigen} >= {718, 721}
+    assert len(eigen) == 23158 and {round(e.focal) for e in eigen} == {707, 718, 719, 722}
     test = parse_split(split_path('eigen_test_files_with_gt.txt'), 721.5377)
     assert len(test) == 697
     official = parse_split(split_path('kitti_official_test.txt'), 721.5377)
