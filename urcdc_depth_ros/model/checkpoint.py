@@ -168,7 +168,7 @@ def load_weights(net: nn.Module, path_or_state_dict: str | os.PathLike | Mapping
 # ---------------------------------------------------------------- ImageNet backbone weights
 _OLD_DENSENET = re.compile(
     r'^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|'
-    r'running_var))$')
+    r'running_var|num_batches_tracked))$')
 
 
 def _load_part(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str, path: str,
@@ -219,4 +219,6 @@ def init_backbones(net: nn.Module, swin_path: str | os.PathLike | None = None,
             k = k[len('features.'):] if k.startswith('features.') else k
             m = _OLD_DENSENET.match(k)
             out[m.group(1) + m.group(2) if m else k] = v
-        _load_part(backbone.base_model, out, 'DenseNet', os.fspath(densenet_path))
+        # reason: pre-0.4 torchvision files have no num_batches_tracked (unused with momentum)
+        _load_part(backbone.base_model, out, 'DenseNet', os.fspath(densenet_path),
+                   ignore=('num_batches_tracked',))
