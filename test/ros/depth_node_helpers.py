@@ -110,15 +110,22 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def load_params(path: str = PARAMS_FILE) -> dict:
+    """The ``ros__parameters`` of the single node entry of a params file."""
+    import yaml
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    (key, entry), = doc.items()
+    assert key.endswith('depth_node'), key
+    return dict(entry['ros__parameters'])
+
+
 def estimator_config_from_yaml(path: str = PARAMS_FILE, **overrides):
     """The EstimatorConfig a node started with params file ``path`` uses."""
     import dataclasses
 
-    import yaml
-
     from urcdc_depth_ros.config import EstimatorConfig
-    with open(path) as f:
-        params = yaml.safe_load(f)['depth_node']['ros__parameters']
+    params = load_params(path)
     params.update(overrides)
     names = {f.name for f in dataclasses.fields(EstimatorConfig)}
     kw = {k: v for k, v in params.items() if k in names}

@@ -69,6 +69,27 @@ def test_transitions_create_and_release_publishers_subscriptions_and_backend(ctx
         node.destroy_node()
 
 
+@pytest.mark.parametrize('params_file', ['depth.yaml', 'depth_generic_camera.yaml'])
+def test_params_file_values_reach_the_node_in_any_namespace(ctx, model, params_file):
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from depth_node_helpers import load_params
+    from urcdc_depth_ros.node import DepthNode
+    path = os.path.join(REPO, 'config', params_file)
+    node = DepthNode(context=ctx, namespace='/some/robot', cli_args=[
+        '--ros-args', '--params-file', path, '-p', f'model_path:={model}', '-p',
+        'autostart:=false'])
+    try:
+        for name, value in load_params(path).items():
+            if name not in ('model_path', 'autostart'):
+                assert node.get_parameter(name).value == value, name
+        assert node._param_errors == {}
+        assert node.trigger_configure() == R.SUCCESS
+    finally:
+        node.close()
+        node.destroy_node()
+
+
 @pytest.mark.parametrize('name, value', [
     ('uncertainty', 'sigma'), ('resize_mode', 'stretch'), ('input_reliability', 'sometimes'),
     ('points_stride', 0), ('camera_info_tolerance_s', -1.0), ('backend', 'openvino'),
