@@ -1,7 +1,8 @@
 """TrainConfig: every training option in one dataclass, read from / written to YAML.
 
 The YAML file has the top-level keys of :class:`TrainConfig` and a ``data:`` section holding the
-:class:`urcdc_training.datasets.DataConfig` keys. Command-line overrides are ``key=value`` or
+:class:`urcdc_training.datasets.DataConfig` keys; split files written ``splits:NAME`` are the
+lists bundled in ``training/splits`` (installed with ``urcdc_training``). Command-line overrides are ``key=value`` or
 dotted ``data.input_height=352``; values are parsed as YAML and coerced to the field's type.
 Unknown keys raise :class:`ConfigError` listing the valid ones. A copy of the resolved config is
 written beside the checkpoints (``train_config.yaml``) and embedded in each checkpoint.
@@ -27,6 +28,7 @@ AMP_MODES = ('off', 'bf16', 'fp16')
 RESUME_MODES = ('auto', 'never')  # or a checkpoint path
 LOSS_MIN_DEPTH_M = {'kitti': 1.0, 'nyu': 0.1}
 EVAL_CROPS = {'kitti': 'garg', 'nyu': 'nyu'}
+SPLITS_PREFIX = 'splits:'  # data.filenames_file: splits:NAME = the bundled training/splits/NAME
 
 
 @dataclass
@@ -109,6 +111,11 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        for name in ('filenames_file', 'filenames_file_eval'):
+            value = str(getattr(self.data, name) or '')
+            if value.startswith(SPLITS_PREFIX):
+                from .datasets import split_path
+                setattr(self.data, name, split_path(value[len(SPLITS_PREFIX):]))
         self.validate()
 
     # --- derived values ------------------------------------------------------------------

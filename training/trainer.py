@@ -134,6 +134,8 @@ class SeededDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (call before creating the DataLoader iterator)."""
         self.epoch = int(epoch)
+        if hasattr(self.dataset, 'set_epoch'):  # the data set's own per-sample streams
+            self.dataset.set_epoch(self.epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)

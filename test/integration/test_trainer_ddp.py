@@ -63,7 +63,7 @@ def test_two_process_gloo_step_equals_single_process_step(tmp_path):
         (L.total_loss(losses, 0) / 2).backward()
     before = {k: v.detach().clone() for k, v in net.named_parameters()}
     opt.step()
-    worst = max(float((ddp[k] - v).abs().max()) for k, v in net.named_parameters())
-    moved = max(float((before[k] - v).abs().max()) for k, v in net.named_parameters())
+    worst = max(float((ddp[k] - v.detach()).abs().max()) for k, v in net.named_parameters())
+    moved = max(float((before[k] - v.detach()).abs().max()) for k, v in net.named_parameters())
     assert moved > 1e-5
     assert worst <= 1e-6, f'DDP differs from the averaged single-process step by {worst}'
