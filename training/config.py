@@ -2,8 +2,9 @@
 
 The YAML file has the top-level keys of :class:`TrainConfig` and a ``data:`` section holding the
 :class:`urcdc_training.datasets.DataConfig` keys; split files written ``splits:NAME`` are the
-lists bundled in ``training/splits`` (installed with ``urcdc_training``). Command-line overrides are ``key=value`` or
-dotted ``data.input_height=352``; values are parsed as YAML and coerced to the field's type.
+lists bundled in ``training/splits`` (installed with ``urcdc_training``). Command-line
+overrides are ``key=value`` or dotted ``data.input_height=352``; values are parsed as YAML and
+coerced to the field's type.
 Unknown keys raise :class:`ConfigError` listing the valid ones. A copy of the resolved config is
 written beside the checkpoints (``train_config.yaml``) and embedded in each checkpoint.
 """
