@@ -647,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--replay', action='store_true',
                    help='play the bag through the real node (--node-cmd) first, record its '
                         'outputs and evaluate them (mode b)')
-    p.add_argument('--node-cmd', default='depth_node',
-                   help='replay: node command line (params via --ros-args --params-file F)')
+    p.add_argument('--node-cmd', default=None,
+                   help='replay: node command (default: python -m urcdc_depth_ros.node; '
+                        'or depth_node); namespace, params file and --model are appended')
     p.add_argument('--params-file', help='replay: node parameters file (config/depth.yaml)')
     p.add_argument('--rate', choices=('bag', 'max'), default='max',
                    help='replay: publish at the bag rate or as fast as the node keeps up')
@@ -667,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.replay:
             from .replay import replay_and_evaluate
             result = replay_and_evaluate(args.bags[0], args.out, node_cmd=args.node_cmd,
-                                         params_file=args.params_file, rate=args.rate, **kw)
+                                         params_file=args.params_file, model_path=args.model,
+                                         rate=args.rate, **kw)
         elif args.model:
             from ..config import EstimatorConfig
             from ..estimator import DepthEstimator

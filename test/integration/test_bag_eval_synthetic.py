@@ -1,0 +1,76 @@
+"""urcdc-bag-eval on a drive from the synthetic KITTI generator, and replay through the node."""
+import glob
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from fixtures.tiny_kitti import write_depth_bag
+
+from urcdc_depth_ros.evaluation import evaluate_bag
+from urcdc_depth_ros.evaluation.kitti2bag import convert_drive
+from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
+from urcdc_depth_ros.kitti_calib import velodyne_to_depth
+
+synthetic = pytest.importorskip('urcdc_training.synthetic')
+W, H, FRAMES = 320, 96, 3
+
+
+@pytest.fixture(scope='module')
+def drive(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synth')
+    info = synthetic.generate_dataset(str(root / 'data'), drives=1, frames=FRAMES, seed=0,
+                                      width=W, height=H, test_drives=1)
+    drive_dir = os.path.join(info.raw_path, info.date, info.drives[0])
+    bag = convert_drive(drive_dir, str(root / 'bag'), progress=False)['path']
+    return root, drive_dir, KittiDrive(drive_dir), bag
+
+
+def test_bag_chain_equals_the_calibration_file_chain(drive):
+    root, _, kd, bag = drive
+    reference = [velodyne_to_depth(kd.read_scan(i), kd.calib) for i in range(FRAMES)]
+    oracle = write_depth_bag(str(root / 'ref_oracle'), kd.image_stamps_ns,
+                             [np.where(d > 0, d, np.inf) for d in reference], kd.calib.K)
+    res = evaluate_bag([bag, oracle], None, depth_topic='/depth', crop='none')
+    assert res['frames']['used'] == FRAMES
+    assert res['metrics']['abs_rel'] < 1e-5 and res['metrics']['coverage'] == 1.0
+
+
+def test_generator_dense_depth_as_oracle_agrees_with_the_bag_lidar(drive):
+    root, drive_dir, kd, bag = drive
+    paths = sorted(glob.glob(os.path.join(drive_dir, 'dense_depth', 'image_02', '*.png')))
+    dense = [cv2.imread(p, cv2.IMREAD_UNCHANGED).astype(np.float32) / 256.0 for p in paths]
+    oracle = write_depth_bag(str(root / 'dense_oracle'), kd.image_stamps_ns,
+                             [np.where(d > 0, d, np.inf) for d in dense], kd.calib.K)
+    res = evaluate_bag([bag, oracle], None, depth_topic='/depth')
+    # only pixels on object edges disagree (the LiDAR ray and the pixel ray see different
+    # surfaces); a wrong TF/K gives AbsRel > 0.05 (see test_bag_eval.py)
+    assert res['metrics']['abs_rel'] < 0.03 and res['metrics']['d1'] > 0.97
+    assert res['by_range']['0-10']['abs_rel'] < 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_replay_through_the_real_node_gives_the_metrics_of_mode_a(drive, tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'ros'))
+    from depth_node_helpers import PARAMS_FILE, estimator_config_from_yaml
+    from fixtures.models import make_onnx_model
+
+    from urcdc_depth_ros.estimator import DepthEstimator
+    from urcdc_depth_ros.evaluation.replay import replay_and_evaluate
+    _, _, _, bag = drive
+    onnx_path, _, _ = make_onnx_model(str(tmp_path / 'model'), height=64, width=192)
+    est = DepthEstimator.from_model(onnx_path, backend='onnxruntime',
+                                    config=estimator_config_from_yaml(PARAMS_FILE))
+    direct = evaluate_bag(bag, None, estimator=est)
+    replayed = replay_and_evaluate(bag, str(tmp_path / 'replay'), params_file=PARAMS_FILE,
+                                   model_path=onnx_path)
+    assert replayed['replay']['sent'] == FRAMES and replayed['replay']['dropped'] == 0
+    assert replayed['frames']['used'] == direct['frames']['used'] == FRAMES
+    for k in ('abs_rel', 'rms', 'd1', 'silog'):
+        assert replayed['metrics'][k] == pytest.approx(direct['metrics'][k], rel=1e-4, abs=1e-6)
+    assert replayed['uncertainty']['ause'] == pytest.approx(direct['uncertainty']['ause'],
+                                                            rel=1e-3, abs=1e-5)
+    assert replayed['latency_ms']['n'] == FRAMES
+    assert os.path.isfile(tmp_path / 'replay' / 'report.html')
