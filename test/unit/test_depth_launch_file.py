@@ -1,0 +1,126 @@
+"""launch/depth.launch.py agrees with setup.py, setup.cfg, config/ and the node: checked
+statically (ast, no launch import) everywhere, and run for real where launch_ros imports.
+"""
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.util
+import os
+import threading
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAUNCH = os.path.join(REPO, 'launch', 'depth.launch.py')
+ARGS = {'namespace', 'params_file', 'image_topic', 'camera_info_topic', 'backend',
+        'model_path', 'use_compressed'}
+
+
+def _tree(path):
+    with open(path) as f:
+        return ast.parse(f.read(), path)
+
+
+def _calls(tree, name):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, 'id', getattr(n.func, 'attr', None)) == name]
+
+
+def _kw(call, key):
+    for k in call.keywords:
+        if k.arg == key:
+            return k.value
+    raise AssertionError(f'{key!r} missing')
+
+
+def _consts(node):
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+
+
+def test_launch_declares_exactly_the_documented_arguments():
+    declared = {c.args[0].value for c in _calls(_tree(LAUNCH), 'DeclareLaunchArgument')}
+    assert declared == ARGS
+    used = {c.args[0].value for c in _calls(_tree(LAUNCH), 'LaunchConfiguration')}
+    assert used == ARGS
+
+
+def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_files():
+    tree = _tree(LAUNCH)
+    (node,) = _calls(tree, 'Node')
+    package = {n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+               and n.targets[0].id == 'PACKAGE'}
+    setup_tree = _tree(os.path.join(REPO, 'setup.py'))
+    setup_pkg = {n.value.value for n in ast.walk(setup_tree) if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], 'id', '') == 'PACKAGE'}
+    assert package == setup_pkg == {'urcdc_depth_ros'}
+    assert isinstance(_kw(node, 'package'), ast.Name)  # PACKAGE
+    executable = _kw(node, 'executable').value
+    scripts = [s for s in _consts(setup_tree) if isinstance(s, str) and ' = ' in s]
+    assert f'{executable} = urcdc_depth_ros.node:main' in scripts
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(REPO, 'setup.cfg'))
+    assert cfg['install']['install_scripts'] == '$base/lib/urcdc_depth_ros'  # ros2 run finds it
+    name = _kw(node, 'name').value
+    import yaml
+    for yml in ('depth.yaml', 'depth_generic_camera.yaml'):
+        with open(os.path.join(REPO, 'config', yml)) as f:
+            (key,) = yaml.safe_load(f)
+        assert key.rsplit('/', 1)[-1] == name, yml
+
+
+def test_launch_parameters_and_remaps_name_real_node_parameters_and_topics():
+    from urcdc_depth_ros.config import NodeConfig
+    tree = _tree(LAUNCH)
+    (node,) = _calls(tree, 'Node')
+    params = _kw(node, 'parameters')
+    (overrides,) = [e for e in params.elts if isinstance(e, ast.Dict)]
+    keys = {k.value for k in overrides.keys}
+    assert keys <= set(NodeConfig.__dataclass_fields__) and keys == {
+        'backend', 'model_path', 'use_compressed'}
+    default_params = [c for c in _calls(tree, 'join') if 'depth.yaml' in _consts(c)]
+    assert default_params and 'config' in _consts(default_params[0])
+    assert os.path.isfile(os.path.join(REPO, 'config', 'depth.yaml'))
+    setup_consts = _consts(_tree(os.path.join(REPO, 'setup.py')))
+    assert 'config/*.yaml' in setup_consts and 'launch/*.launch.py' in setup_consts
+    remapped = {t.elts[0].value for t in _kw(node, 'remappings').elts}
+    node_strings = set(_consts(_tree(os.path.join(REPO, 'urcdc_depth_ros', 'node.py'))))
+    assert remapped == {'image', 'image/compressed', 'camera_info'}
+    assert remapped <= node_strings  # the node subscribes to exactly these relative names
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None
+                    or importlib.util.find_spec('ament_index_python') is None,
+                    reason='needs launch_ros and an installed urcdc_depth_ros (a ROS install)')
+def test_launch_file_starts_the_node_under_its_namespace(tmp_path):  # pragma: no cover
+    import rclpy
+    from launch import LaunchDescription, LaunchService
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    from fixtures.models import make_onnx_model
+    model, _, _ = make_onnx_model(str(tmp_path))
+    ls = LaunchService()
+    ls.include_launch_description(LaunchDescription([IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(LAUNCH),
+        launch_arguments={'namespace': 'launch_ut', 'model_path': model}.items())]))
+    thread = threading.Thread(target=ls.run, daemon=True)
+    thread.start()
+    rclpy.init()
+    probe = rclpy.create_node('launch_probe')
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if ('depth_node', '/launch_ut') in probe.get_node_names_and_namespaces() and \
+                    probe.count_publishers('/launch_ut/depth') == 1:
+                break
+            time.sleep(0.2)
+        assert probe.count_publishers('/launch_ut/depth') == 1
+        assert probe.count_subscribers('/launch_ut/image_raw') == 1
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown()
+        ls.shutdown()
+        thread.join(30)
