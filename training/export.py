@@ -126,6 +126,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
     if simplify:
         import onnxslim
         model = onnxslim.slim(model)
+    _pin_io_shapes(model, meta, dynamic_batch)
     del model.metadata_props[:]
     for k, v in metadata_props(meta, checkpoint_sha256, opset).items():
         model.metadata_props.add(key=k, value=v)
@@ -138,6 +139,25 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
     LOG.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
              'dynamic batch' if dynamic_batch else 'static shapes')
     return out_path
+
+
+def _pin_io_shapes(model, meta: ModelMeta, dynamic_batch: bool) -> None:
+    """Write the known (N,3,H,W)/(N,1,H,W) shapes on the graph inputs/outputs.
+
+    reason: with ``dynamic_axes`` the exporter leaves the output H/W symbolic (they pass
+    through a crop-back Slice), which TensorRT and downstream tools treat as dynamic.
+    """
+    io = [(v, 3) for v in model.graph.input if v.name == INPUT_NAME] + \
+        [(v, 1) for v in model.graph.output if v.name in OUTPUT_NAMES]
+    for value, channels in io:
+        dims = value.type.tensor_type.shape.dim
+        for axis, size in enumerate((1, channels, meta.input_height, meta.input_width)):
+            if axis == 0 and dynamic_batch:
+                dims[0].Clear()
+                dims[0].dim_param = 'batch'
+            else:
+                dims[axis].Clear()
+                dims[axis].dim_value = size
 
 
 def load_network(checkpoint: str | None, variant: str | None, max_depth: float | None,
