@@ -86,9 +86,15 @@ def image_to_numpy(msg: Image) -> np.ndarray:
         raise InputError(f'data has {n} B but step*height = {step}*{h} = {step * h} B')
     if step % dtype.itemsize:
         raise InputError(f'step {step} B is not a multiple of the {enc} element size')
-    buf = np.frombuffer(msg.data, np.uint8)
     if _BRIDGE is not None:
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg))
+    return _image_to_numpy_np(msg, dtype, ch)
+
+
+def _image_to_numpy_np(msg: Image, dtype: np.dtype, ch: int) -> np.ndarray:
+    """The numpy path of :func:`image_to_numpy` (``msg`` already validated)."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = np.frombuffer(msg.data, np.uint8)
     big = bool(msg.is_bigendian)
     dt = dtype.newbyteorder('>' if big else '<') if dtype.itemsize > 1 else dtype
     arr = np.ndarray((h, w, ch), dt, buffer=buf, strides=(step, ch * dtype.itemsize,
@@ -114,14 +120,20 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = No
     if _BRIDGE is not None:
         msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(arr), encoding=encoding)
     else:
-        msg = Image()
-        msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-        msg.encoding = encoding
-        msg.is_bigendian = HOST_BIGENDIAN
-        msg.step = int(arr.shape[1] * ch * dtype.itemsize)
-        msg.data = np.ascontiguousarray(arr).tobytes()
+        msg = _numpy_to_image_np(arr, encoding)
     if header is not None:
         msg.header = header
+    return msg
+
+
+def _numpy_to_image_np(arr: np.ndarray, encoding: str) -> Image:
+    """The numpy path of :func:`numpy_to_image` (``arr`` already checked against encoding)."""
+    msg = Image()
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = HOST_BIGENDIAN
+    msg.step = int(arr.shape[1] * arr.itemsize * (1 if arr.ndim == 2 else arr.shape[2]))
+    msg.data = np.ascontiguousarray(arr).tobytes()
     return msg
 
 
