@@ -138,3 +138,15 @@ def test_trtexec_command_mirrors_the_builder_options():
         assert part in cmd.split(), part
     fp32 = trtexec_command('m.onnx', 'm.engine', 'fp32')
     assert '--fp16' not in fp32 and '--int8' not in fp32 and 'layerPrecisions' not in fp32
+
+
+def test_tensorrt_backend_without_tensorrt_says_how_to_install_it(tmp_path):
+    from urcdc_depth_ros.inference import create_backend
+    try:
+        import pycuda.driver  # noqa: F401
+        import tensorrt  # noqa: F401
+        pytest.skip('TensorRT is installed; the backend is exercised by the tensorrt tests')
+    except ImportError:
+        pass
+    with pytest.raises(BackendError, match='pip install tensorrt pycuda'):
+        create_backend('tensorrt', tmp_path / 'model.engine')
