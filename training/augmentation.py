@@ -113,6 +113,7 @@ class TrainAugmentation:
                 tuple(cfg.resolved_brightness_range()), tuple(cfg.gain_range))
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, rng: np.random.Generator):
+        """Augment one (image (H, W, 3) float [0, 1], depth (H, W) m) pair with ``rng``."""
         p = self.p
         if p.do_random_rotate and p.degree > 0:
             image, depth = random_rotate(image, depth, rng, p.degree)

@@ -77,7 +77,8 @@ class ModelMeta:
             raise ConfigError(
                 f'input size must be at least 32x32, got {self.input_height}x{self.input_width}')
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f'mean/std must be 3 values with std > 0, got {self.mean!r}/{self.std!r}')
+            raise ConfigError(f'mean/std must be 3 values with std > 0, got '
+                              f'{self.mean!r}/{self.std!r}')
         if not (self.focal_px > 0):
             raise ConfigError(f'focal_px must be > 0, got {self.focal_px!r}')
 
@@ -180,6 +181,38 @@ def replace_known(cls, values: Mapping[str, Any], base=None):
     return cls(**kw)
 
 
+def load_node_params(path: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of the single ``depth_node`` entry of a params file (YAML).
+
+    Raises ConfigError naming the file when it is unreadable or has no such entry.
+    """
+    import yaml
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'params file {path!r} is unreadable: {exc}') from exc
+    entries = [v for k, v in (doc or {}).items() if str(k).endswith('depth_node')] \
+        if isinstance(doc, dict) else []
+    if len(entries) != 1 or not isinstance(entries[0], dict) \
+            or not isinstance(entries[0].get('ros__parameters'), dict):
+        raise ConfigError(f'params file {path!r} needs exactly one `depth_node:` (or '
+                          '`/**/depth_node:`) entry with `ros__parameters:` (see '
+                          'config/depth.yaml)')
+    return dict(entries[0]['ros__parameters'])
+
+
+def estimator_config_from_params(params: Mapping[str, Any]) -> EstimatorConfig:
+    """The EstimatorConfig a node started with ``params`` uses (0 depth limits = the model's)."""
+    names = {f.name for f in fields(EstimatorConfig)}
+    kw = {k: v for k, v in params.items() if k in names}
+    for k in ('min_depth', 'max_depth'):
+        if k in kw:
+            kw[k] = kw[k] or None
+    return EstimatorConfig(**kw)
+
+
 __all__ = ['ModelMeta', 'EstimatorConfig', 'NodeConfig', 'replace_known',
+           'load_node_params', 'estimator_config_from_params',
            'IMAGENET_MEAN', 'IMAGENET_STD',
            'KITTI_FOCAL_PX', 'NYU_FOCAL_PX']

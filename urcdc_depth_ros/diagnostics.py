@@ -60,7 +60,7 @@ class LatencyStats:
         return len(self._samples)
 
     def percentile(self, q: float) -> float:
-        """The ``q``-th percentile (0..100) in ms, NaN without samples."""
+        """Return percentile ``q`` (0..100) of the samples in ms, NaN without samples."""
         if not self._samples:
             return float('nan')
         return float(np.percentile(np.fromiter(self._samples, np.float64), q))

@@ -14,7 +14,7 @@ class CheckpointError(UrcdcDepthError):
 
 
 class BackendError(UrcdcDepthError):
-    """An inference backend cannot be created or run (missing file, corrupt model, stale engine)."""
+    """An inference backend cannot be created or run (missing/corrupt model, stale engine)."""
 
 
 class InputError(UrcdcDepthError, ValueError):

@@ -1,7 +1,8 @@
 """Depth and uncertainty metrics, the one implementation shared by training and evaluation.
 
-Used by the trainer, ``urcdc-eval`` and the rosbag evaluator. All functions take numpy arrays of depth in metres. ``gt <= 0`` or non-finite means "no ground
-truth"; non-finite predictions are counted as missing (see ``coverage``), not as errors.
+Used by the trainer, ``urcdc-eval`` and the rosbag evaluator. All functions take numpy arrays
+of depth in metres. ``gt <= 0`` or non-finite means "no ground truth"; non-finite predictions
+are counted as missing (see ``coverage``), not as errors.
 """
 from __future__ import annotations
 

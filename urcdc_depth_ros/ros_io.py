@@ -1,5 +1,6 @@
-"""Conversions between numpy arrays and ROS 2 messages (Image, CompressedImage, CameraInfo,
-PointCloud2), plus the depth colour map for RViz.
+"""Conversions between numpy arrays and ROS 2 messages, plus the depth colour map for RViz.
+
+Messages: Image, CompressedImage, CameraInfo, PointCloud2.
 
 Owns the encoding table and every check that makes a message safe to convert: a malformed
 message raises :class:`~urcdc_depth_ros.errors.InputError` naming what is wrong, never crashes

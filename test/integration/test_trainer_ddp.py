@@ -16,6 +16,13 @@ from urcdc_training.trainer import lr_at, ResumableSampler, SeededDataset, Train
 # reason: DDP splits the batch, so per-sample randomness (drop path) and per-forward coupling
 # skips would differ from the single-process run; the test compares the gradient averaging.
 MODEL_KWARGS = {'drop_path_rate': 0.0, 'coupling_skip_prob': 0.0}
+# |g| below which summation order can decide the sign of Adam's first step: relative to the
+# tensor's largest gradient, and absolute (biases before a BatchNorm have g ~ 0 exactly)
+GRAD_NOISE_REL, GRAD_NOISE_ABS = 1e-3, 1e-6
+
+
+def _clear(g: torch.Tensor) -> torch.Tensor:
+    return g.abs() > max(GRAD_NOISE_REL * float(g.abs().max()), GRAD_NOISE_ABS)
 
 
 def _config(workdir):
@@ -61,9 +68,21 @@ def test_two_process_gloo_step_equals_single_process_step(tmp_path):
         losses = L.compute_losses(out.depth, out.uncertainty, out.depth_cnn,
                                   out.uncertainty_cnn, item['depth'][None], 1.0)
         (L.total_loss(losses, 0) / 2).backward()
+    grads = {k: v.grad.detach().clone() for k, v in net.named_parameters()}
     before = {k: v.detach().clone() for k, v in net.named_parameters()}
     opt.step()
-    worst = max(float((ddp[k] - v.detach()).abs().max()) for k, v in net.named_parameters())
+    # reason: Adam's first step is lr * g / (|g| + eps), about lr * sign(g); where the exact
+    # gradient is ~0 (float noise of the order of summation), DDP's all-reduce and the
+    # single-process sum may round to opposite signs. Compare where the sign is well defined.
+    worst, noisy, total = 0.0, 0, 0
+    for k, v in net.named_parameters():
+        diff = (ddp[k] - v.detach()).abs()
+        clear = _clear(grads[k])
+        if clear.any():
+            worst = max(worst, float(diff[clear].max()))
+        noisy += int((diff[~clear] > 1e-6).sum())
+        total += diff.numel()
     moved = max(float((before[k] - v.detach()).abs().max()) for k, v in net.named_parameters())
     assert moved > 1e-5
     assert worst <= 1e-6, f'DDP differs from the averaged single-process step by {worst}'
+    assert noisy <= 1e-3 * total, f'{noisy} of {total} near-zero-gradient elements differ'

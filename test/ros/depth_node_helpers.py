@@ -112,27 +112,14 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def load_params(path: str = PARAMS_FILE) -> dict:
     """The ``ros__parameters`` of the single node entry of a params file."""
-    import yaml
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    (key, entry), = doc.items()
-    assert key.endswith('depth_node'), key
-    return dict(entry['ros__parameters'])
+    from urcdc_depth_ros.config import load_node_params
+    return load_node_params(path)
 
 
 def estimator_config_from_yaml(path: str = PARAMS_FILE, **overrides):
     """The EstimatorConfig a node started with params file ``path`` uses."""
-    import dataclasses
-
-    from urcdc_depth_ros.config import EstimatorConfig
-    params = load_params(path)
-    params.update(overrides)
-    names = {f.name for f in dataclasses.fields(EstimatorConfig)}
-    kw = {k: v for k, v in params.items() if k in names}
-    for k in ('min_depth', 'max_depth'):
-        if k in kw:
-            kw[k] = kw[k] or None
-    return EstimatorConfig(**kw)
+    from urcdc_depth_ros.config import estimator_config_from_params
+    return estimator_config_from_params({**load_params(path), **overrides})
 
 
 class Probe:

@@ -314,9 +314,11 @@ class DepthDataset(Dataset):
         return np.random.default_rng([self.cfg.seed, self.epoch, index])
 
     def image_path(self, e: SplitEntry) -> str:
+        """Absolute path of the entry's image."""
         return os.path.join(self.data_path, e.image)
 
     def gt_file(self, e: SplitEntry) -> str | None:
+        """Absolute path of the entry's depth PNG, None when the line has no GT."""
         return os.path.join(self.gt_path, e.gt) if e.gt is not None else None
 
     # Hooks for subclasses -------------------------------------------------------------

@@ -30,6 +30,7 @@ class KittiDataset(DepthDataset):
         return kb_crop_offsets(h, w, ch, cw)
 
     def train_crop(self, image, depth, e):
+        """KB crop (bottom rows, centred columns) of a training pair when enabled."""
         if not self.cfg.do_kb_crop:
             return image, depth
         top, left = self._kb(image.shape, e)
@@ -37,6 +38,7 @@ class KittiDataset(DepthDataset):
         return (image[top:top + ch, left:left + cw], depth[top:top + ch, left:left + cw])
 
     def eval_crop(self, image, e):
+        """(top, left, height, width) of the eval KB crop (the whole image when disabled)."""
         h, w = image.shape[:2]
         if not self.cfg.do_kb_crop:
             return 0, 0, h, w

@@ -25,6 +25,7 @@ class NyuDataset(DepthDataset):
     default_focal = NYU_FOCAL_PX
 
     def train_crop(self, image, depth, e):
+        """Keep NYU's valid region (rows 45..471, cols 43..607): crop, or mask full-size GT."""
         h, w = depth.shape
         (r0, r1), (c0, c1) = VALID_ROWS, VALID_COLS
         if (h, w) == (self.cfg.input_height, self.cfg.input_width):

@@ -39,6 +39,7 @@ class LidarRays(RayGrid):
         self._prepare()
 
     def cells(self, lo, hi):
+        """Beam/azimuth indices that may hit the axis-aligned box [lo, hi] (world, m)."""
         lo = np.asarray(lo, np.float64)
         hi = np.asarray(hi, np.float64)
         corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
@@ -88,10 +89,8 @@ def scan(scene: StreetScene, T_world_velo: np.ndarray, azimuth_step_deg: float =
     ok = np.isfinite(t) & (t <= max_range_m) & (t >= min_range_m)
     b, a = np.nonzero(ok)
     rng_m = t[b, a].astype(np.float64)
-    dirs_w = rays.d[:, b, a].T.astype(np.float64)
-    p_world = rays.origin[None, :] + dirs_w * rng_m[:, None]
-    albedo, _ = surface(scene, p_world.astype(np.float32), hits.kind[b, a], hits.idx[b, a],
-                        textured=False)
+    p_world = [rays.origin[k] + rays.d[k, b, a] * rng_m for k in range(3)]
+    albedo = surface(scene, p_world, hits.kind[b, a], hits.idx[b, a], textured=False)
     if range_noise_m > 0:
         if rng is None:
             raise ValueError('range_noise_m > 0 needs an rng')

@@ -33,6 +33,8 @@ MAT_POLE, MAT_TRUNK = 0, 1
 
 SUN_DIR = np.array([-0.45, -0.8, 0.4]) / np.linalg.norm([-0.45, -0.8, 0.4])  # towards the sun
 HAZE_RGB = np.array([0.74, 0.8, 0.86])
+TEX_RES = 4  # texels per noise-lattice unit
+TEX_SIZE = 256 * TEX_RES
 
 
 @dataclass
@@ -65,6 +67,17 @@ class StreetScene:
     sph: np.ndarray
     sph_rgb: np.ndarray
     noise: np.ndarray = field(repr=False)
+    _tex: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def tex(self) -> np.ndarray:
+        """(1024, 1024) float32 two-octave noise baked from ``noise`` (4 texels per unit)."""
+        if self._tex is None:
+            g = np.arange(TEX_SIZE, dtype=np.float32) / TEX_RES
+            u, v = np.meshgrid(g, g)
+            self._tex = (0.6 * value_noise(self.noise, u, v)
+                         + 0.4 * value_noise(self.noise, 2 * u + 17, 2 * v + 31))
+        return self._tex
 
     @classmethod
     def empty(cls, cam_height: float = 1.65, seed: int = 0) -> 'StreetScene':
@@ -183,6 +196,7 @@ class RayGrid:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the ray grid."""
         return self.d.shape[1:]
 
     def cells(self, lo: np.ndarray, hi: np.ndarray):
@@ -208,6 +222,7 @@ class CameraRays(RayGrid):
         self._prepare()
 
     def cells(self, lo, hi, near: float = 0.05):
+        """Ray indices that may hit the axis-aligned box [lo, hi] (world, m)."""
         lo = np.asarray(lo, np.float64) - self.origin
         hi = np.asarray(hi, np.float64) - self.origin
         if hi[2] <= near:
@@ -344,9 +359,11 @@ def value_noise(table: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return top
 
 
-def _fbm(table, u, v):
-    fine = value_noise(table, 2.03 * u + 17.0, 2.03 * v + 31.0)
-    return 0.6 * value_noise(table, u, v) + 0.4 * fine
+def tex_lookup(tex: np.ndarray, u, v) -> np.ndarray:
+    """Nearest-texel lookup of a baked noise texture at lattice coordinates (u, v); [0, 1]."""
+    iu = (np.asarray(u, np.float32) * np.float32(TEX_RES)).astype(np.int32) & (TEX_SIZE - 1)
+    iv = (np.asarray(v, np.float32) * np.float32(TEX_RES)).astype(np.int32) & (TEX_SIZE - 1)
+    return tex.reshape(-1).take(iu + iv * TEX_SIZE)
 
 
 def _fmod(x, period: float):
@@ -358,28 +375,37 @@ def _flat(table, u, v):
     return np.full(np.shape(u), 0.5, np.float32)
 
 
-def surface(scene: StreetScene, p: np.ndarray, kind: np.ndarray, idx: np.ndarray,
+def surface(scene: StreetScene, p, kind: np.ndarray, idx: np.ndarray, dirs=None,
             textured: bool = True):
-    """Albedo and normal at hit points.
+    """Albedo (and, given ray directions, shading cosines) at hit points.
 
     Args:
-        p: (N, 3) world hit points, metres; kind, idx: (N,) hit kind and primitive index.
+        p: (px, py, pz) world hit coordinates, each (N,) float32, metres.
+        kind, idx: (N,) hit kind and primitive index (from :func:`cast`).
+        dirs: optional (dx, dy, dz) ray directions, each (N,) float32 (any length).
         textured: False skips the procedural noise (mean albedo; for LiDAR intensities).
     Returns:
-        albedo (N, 3) float32 in [0, 1]; normal (N, 3) float32 unit vectors (world frame).
+        albedo (N, 3) float32 in [0, 1]; with ``dirs`` also cos_sun (N,) (surface normal
+        dotted with the sun direction) and cos_view (N,) (|cos| between normal and ray).
     """
-    n = len(p)
+    px, py, pz = (np.asarray(c, np.float32) for c in p)
+    n = len(px)
     albedo = np.zeros((n, 3), np.float32)
-    normal = np.zeros((n, 3), np.float32)
-    tab = scene.noise
-    g = scene.cam_height
-    fbm = _fbm if textured else _flat
-    noise = value_noise if textured else _flat
+    shading = dirs is not None
+    if shading:
+        dx, dy, dz = (np.asarray(c, np.float32) for c in dirs)
+        cos_sun = np.zeros(n, np.float32)
+        cos_view = np.zeros(n, np.float32)
+        inv_len = 1.0 / np.sqrt(dx * dx + dy * dy + dz * dz)
+    sun = SUN_DIR.astype(np.float32)
+    tab = scene.tex if textured else None
+    g = np.float32(scene.cam_height)
+    noise = tex_lookup if textured else _flat
 
     m = np.flatnonzero(kind == GROUND)
     if m.size:
-        x, z = p[m, 0], p[m, 2]
-        grain = fbm(tab, x * 3.0, z * 3.0)
+        x, z = px.take(m), pz.take(m)
+        grain = noise(tab, x * 3.0, z * 3.0)
         side = (x < scene.road_left) | (x > scene.road_right)
         kerb_dist = np.maximum(scene.road_left - x, x - scene.road_right)
         walk = side & (kerb_dist <= scene.sidewalk)
@@ -396,26 +422,28 @@ def surface(scene: StreetScene, p: np.ndarray, kind: np.ndarray, idx: np.ndarray
                                    np.where(cls == 2, 0.6 + 0.8 * grain, 0.9 + 0.1 * grain)))
         base = np.array([[0.3, 0.3, 0.32], [0.62, 0.6, 0.56], [0.22, 0.4, 0.12],
                          [0.88, 0.88, 0.88]], np.float32)
-        albedo[m] = base[cls] * factor[:, None].astype(np.float32)
-        normal[m] = (0.0, -1.0, 0.0)
+        albedo[m] = base.take(cls, 0) * factor.astype(np.float32)[:, None]
+        if shading:
+            cos_sun[m] = -sun[1]
+            cos_view[m] = np.abs(dy.take(m)) * inv_len.take(m)
 
     m = np.flatnonzero(kind == BOX)
     if m.size:
         i = idx.take(m)
         fi = i.astype(np.float32)
-        q = p[m]
-        lo = scene.box_lo.astype(np.float32).take(i, 0)
-        hi = scene.box_hi.astype(np.float32).take(i, 0)
-        d_lo, d_hi = np.abs(q - lo), np.abs(q - hi)
-        near_lo = d_lo < d_hi
-        dmin = np.minimum(d_lo, d_hi)
-        axis = np.where((dmin[:, 0] <= dmin[:, 1]) & (dmin[:, 0] <= dmin[:, 2]), 0,
-                        np.where(dmin[:, 1] <= dmin[:, 2], 1, 2))
-        ar = np.arange(m.size)
-        nrm = np.zeros((m.size, 3), np.float32)
-        nrm[ar, axis] = np.where(near_lo[ar, axis], -1.0, 1.0)
-        s = np.where(axis == 0, q[:, 2], q[:, 0])  # along-facade coordinate, metres
-        height = g - q[:, 1]  # above the road, metres
+        q = (px.take(m), py.take(m), pz.take(m))
+        lo32 = scene.box_lo.astype(np.float32)
+        hi32 = scene.box_hi.astype(np.float32)
+        dmin, sign = [], []
+        for ax in range(3):
+            d_lo = np.abs(q[ax] - lo32[:, ax].take(i))
+            d_hi = np.abs(q[ax] - hi32[:, ax].take(i))
+            dmin.append(np.minimum(d_lo, d_hi))
+            sign.append(np.where(d_lo < d_hi, np.float32(-1), np.float32(1)))
+        axis = np.where((dmin[0] <= dmin[1]) & (dmin[0] <= dmin[2]), 0,
+                        np.where(dmin[1] <= dmin[2], 1, 2))
+        s = np.where(axis == 0, q[2], q[0])  # along-facade coordinate, metres
+        height = g - q[1]  # above the road, metres
         mat = scene.box_mat.take(i)
         vertical = axis != 1
         grain = noise(tab, s * 2.5 + 7.0 * fi, height * 2.5)
@@ -427,29 +455,42 @@ def surface(scene: StreetScene, p: np.ndarray, kind: np.ndarray, idx: np.ndarray
         base = scene.box_rgb.astype(np.float32).take(i, 0)
         base[win] = (0.12, 0.15, 0.2)
         base[(mat == MAT_CABIN) & vertical] = (0.08, 0.1, 0.13)
-        albedo[m] = np.clip(base * factor[:, None], 0, 1)
-        normal[m] = nrm
+        albedo[m] = np.clip(base * factor.astype(np.float32)[:, None], 0, 1)
+        if shading:
+            sgn = np.where(axis == 0, sign[0], np.where(axis == 1, sign[1], sign[2]))
+            cos_sun[m] = sgn * sun.take(axis)
+            d_ax = np.where(axis == 0, dx.take(m), np.where(axis == 1, dy.take(m), dz.take(m)))
+            cos_view[m] = np.abs(d_ax) * inv_len.take(m)
 
     m = np.flatnonzero(kind == CYLINDER)
     if m.size:
-        i = idx[m]
-        c = scene.cyl[i]
-        rx, rz = p[m, 0] - c[:, 0], p[m, 2] - c[:, 1]
-        nrm = np.stack([rx, np.zeros_like(rx), rz], 1) / c[:, 2:3]
+        i = idx.take(m)
+        c = scene.cyl[i].astype(np.float32)
+        rx, rz = (px.take(m) - c[:, 0]) / c[:, 2], (pz.take(m) - c[:, 1]) / c[:, 2]
         ang = np.arctan2(rz, rx)
-        grain = fbm(tab, ang * 3.0 + 11.0 * i, p[m, 1] * 6.0)
+        grain = noise(tab, ang * 3.0 + 11.0 * i, py.take(m) * 6.0)
         albedo[m] = scene.cyl_rgb[i] * (0.75 + 0.4 * grain)[:, None]
-        normal[m] = nrm
+        if shading:
+            cos_sun[m] = rx * sun[0] + rz * sun[2]
+            cos_view[m] = np.abs(rx * dx.take(m) + rz * dz.take(m)) * inv_len.take(m)
 
     m = np.flatnonzero(kind == SPHERE)
     if m.size:
-        i = idx[m]
-        s = scene.sph[i]
-        nrm = (p[m] - s[:, :3]) / s[:, 3:4]
-        grain = fbm(tab, (p[m, 0] + p[m, 2]) * 4.0, p[m, 1] * 4.0 + 5.0 * i)
+        i = idx.take(m)
+        sp = scene.sph[i].astype(np.float32)
+        nx = (px.take(m) - sp[:, 0]) / sp[:, 3]
+        ny = (py.take(m) - sp[:, 1]) / sp[:, 3]
+        nz = (pz.take(m) - sp[:, 2]) / sp[:, 3]
+        grain = noise(tab, (px.take(m) + pz.take(m)) * 4.0, py.take(m) * 4.0 + 5.0 * i)
         albedo[m] = scene.sph_rgb[i] * (0.5 + 0.9 * grain)[:, None]
-        normal[m] = nrm
-    return np.clip(albedo, 0, 1), normal
+        if shading:
+            cos_sun[m] = nx * sun[0] + ny * sun[1] + nz * sun[2]
+            cos_view[m] = np.abs(nx * dx.take(m) + ny * dy.take(m) + nz * dz.take(m)) \
+                * inv_len.take(m)
+    albedo = np.clip(albedo, 0, 1)
+    if shading:
+        return albedo, cos_sun, cos_view
+    return albedo
 
 
 def render_camera(scene: StreetScene, rays: CameraRays) -> tuple[np.ndarray, np.ndarray]:
@@ -465,27 +506,28 @@ def render_camera(scene: StreetScene, rays: CameraRays) -> tuple[np.ndarray, np.
     t_all = hits.t.reshape(-1)
     hit = np.isfinite(t_all)
     d = rays.d.reshape(3, -1)
-    a_all = rays.a_all.reshape(-1)
     # Sky: gradient by elevation plus soft clouds.
     sky_i = np.flatnonzero(~hit)
     if sky_i.size:
-        dsx, dsy = d[0].take(sky_i), d[1].take(sky_i)
-        elev = np.sqrt(np.clip(-dsy / np.sqrt(a_all.take(sky_i)), 0.0, 1.0))[:, None]
+        dsx, dsy, dsz = d[0].take(sky_i), d[1].take(sky_i), d[2].take(sky_i)
+        elev = np.sqrt(np.clip(-dsy / np.sqrt(dsx * dsx + dsy * dsy + dsz * dsz), 0.0, 1.0))
+        elev = elev[:, None]
         sky = HAZE_RGB[None, :].astype(np.float32) * (1 - elev) \
             + np.array([0.3, 0.5, 0.85], np.float32)[None, :] * elev
-        clouds = np.clip(_fbm(scene.noise, dsx * 6.0, dsy * 14.0) * 1.6 - 0.8, 0, 1)[:, None]
+        clouds = np.clip(tex_lookup(scene.tex, dsx * 6.0, dsy * 14.0) * 1.6 - 0.8, 0, 1)
+        clouds = clouds[:, None]
         rgb[sky_i] = sky * (1 - 0.6 * clouds) + 0.57 * clouds
     hit_i = np.flatnonzero(hit)
     t = t_all.take(hit_i)
-    dirs = np.stack([d[0].take(hit_i), d[1].take(hit_i), d[2].take(hit_i)], 1)
-    p = rays.origin.astype(np.float32)[None, :] + dirs * t[:, None]
-    albedo, normal = surface(scene, p, hits.kind.reshape(-1).take(hit_i),
-                             hits.idx.reshape(-1).take(hit_i))
-    lambert = np.clip(normal @ SUN_DIR.astype(np.float32), 0, 1)
-    # Surfaces facing the camera look slightly brighter (cheap view-dependent shading).
-    facing = np.abs((normal * dirs).sum(1)) / np.sqrt(a_all.take(hit_i))
-    fog = 1 - np.exp(-t / np.float32(220.0))
-    col = albedo * ((0.42 + 0.5 * lambert + 0.12 * facing) * (1 - fog))[:, None]
+    dirs = (d[0].take(hit_i), d[1].take(hit_i), d[2].take(hit_i))
+    o = rays.origin.astype(np.float32)
+    p = tuple(o[k] + dirs[k] * t for k in range(3))
+    albedo, cos_sun, cos_view = surface(scene, p, hits.kind.reshape(-1).take(hit_i),
+                                        hits.idx.reshape(-1).take(hit_i), dirs)
+    # Lambert + ambient; surfaces facing the camera look slightly brighter; distance haze.
+    fog = 1 - np.exp(t * np.float32(-1 / 220.0))
+    light = (0.42 + 0.5 * np.maximum(cos_sun, 0) + 0.12 * cos_view) * (1 - fog)
+    col = albedo * light[:, None]
     col += HAZE_RGB.astype(np.float32)[None, :] * fog[:, None]
     rgb[hit_i] = col
     img = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(H, W, 3)

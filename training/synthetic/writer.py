@@ -55,8 +55,10 @@ class DatasetInfo:
 
 
 def kitti_timestamp(ns: int) -> str:
-    """KITTI timestamp text for ``ns`` nanoseconds since the epoch (UTC), e.g.
-    ``2011-09-26 13:02:25.964389445``."""
+    """KITTI timestamp text for ``ns`` nanoseconds since the epoch (UTC).
+
+    E.g. ``2011-09-26 13:02:25.964389445``.
+    """
     sec, frac = divmod(int(ns), 1_000_000_000)
     t = _dt.datetime.fromtimestamp(sec, _dt.timezone.utc)
     return f'{t:%Y-%m-%d %H:%M:%S}.{frac:09d}'

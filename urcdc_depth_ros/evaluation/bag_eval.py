@@ -22,6 +22,7 @@ bag recorded from the node): they are read as one.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -29,13 +30,13 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, UrcdcDepthError
 from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
-                       evaluate_depth, metrics_by_range, sparsification_curve, valid_mask)
+                       depth_metrics, metrics_by_range, sparsification_curve, valid_mask)
 from . import bag_io
 from .lidar_gt import TX_MODES, lidar_depth, scale_intrinsics
 
@@ -166,7 +167,7 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  tolerance_ms: float = 50.0, min_depth: float = 1e-3, max_depth: float = 80.0,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:
     """Evaluate depth in a bag against LiDAR ground truth and (optionally) write the report.
 
     Args:
@@ -185,6 +186,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         min_depth, max_depth: evaluation range, metres. crop: 'garg', 'eigen' or None.
         tx_mode: stereo ``P`` Tx rule, see :mod:`.lidar_gt`.
         max_frames: evaluate at most this many frames (the first ones).
+        baselines: {label: earlier result (or its metrics.json)} shown beside this run in
+            the report (e.g. ``{'untrained': ...}``); see :func:`headline`.
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -212,6 +215,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         reader.close()
     result['bag'] = [str(p) for p in paths]
     result['wall_s'] = time.perf_counter() - t_start
+    if baselines:
+        result['baselines'] = {str(k): headline(v) for k, v in baselines.items()}
     if out_dir is not None and write_report:
         from .report import write_outputs
         write_outputs(out_dir, result, series)
@@ -220,6 +225,32 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                         f'{result["frames"]["skip_reasons"]!r}'
                         + (f' (partial report in {str(out_dir)!r})' if out_dir else ''))
     return result
+
+
+def headline(result: Mapping) -> dict[str, float | None]:
+    """The figures a comparison shows: the nine metrics and AUSE/AURG (None when absent)."""
+    m = result.get('metrics', {})
+    u = result.get('uncertainty', {})
+    out = {k: m.get(k) for k in METRIC_NAMES}
+    out.update(ause=u.get('ause'), aurg=u.get('aurg'), frames=result.get('frames', {}).get('used'))
+    return out
+
+
+def load_baseline(spec: str) -> tuple[str, dict]:
+    """``LABEL=path/to/metrics.json`` -> (label, result); raises ConfigError when unusable."""
+    label, sep, path = spec.partition('=')
+    if not sep or not label or not path:
+        raise ConfigError(f'--compare {spec!r}: expected LABEL=path/to/metrics.json')
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f'--compare {spec!r}: cannot read {path!r} ({exc}); give the '
+                          'metrics.json of an earlier urcdc-bag-eval run') from exc
+    if not isinstance(data, dict) or 'metrics' not in data:
+        raise ConfigError(f'--compare {spec!r}: {path!r} has no "metrics" block; give the '
+                          'metrics.json of an earlier urcdc-bag-eval run')
+    return label, data
 
 
 def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_topic,
@@ -467,11 +498,12 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
     g = np.concatenate(pooled['gt']) if pooled['gt'] else np.zeros(0)
     u = np.concatenate(pooled['unc']) if pooled['unc'] else np.zeros(0)
     result['by_range'] = metrics_by_range(p, g) if p.size else {}
-    unc_block: dict[str, Any] = {'available': bool(u.size and u.size == p.size)}
+    unc_block: dict[str, Any] = {'available': bool(u.size)}
     curves: dict[str, Any] = {}
     if unc_block['available']:
-        abs_err = np.abs(p - g)
-        rel_err = abs_err / g
+        up, ug = np.concatenate(pooled['unc_pred']), np.concatenate(pooled['unc_gt'])
+        abs_err = np.abs(up - ug)
+        rel_err = abs_err / ug
         unc_block.update({f'{k}_abs_rel': v for k, v in ause_aurg(rel_err, u).items()})
         unc_block.update({f'{k}_abs_m': v for k, v in ause_aurg(abs_err, u).items()})
         unc_block['ause'] = unc_block['ause_abs_rel']
@@ -574,35 +606,41 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
         fr.reason = 'no LiDAR return inside the image' + (
             f' ({ctx["crop"]} crop)' if ctx['crop'] else '')
         return
-    m = evaluate_depth(pred, gt, ctx['min_depth'], ctx['max_depth'], ctx['crop'])
-    if m['n'] == 0:
+    # same protocol as metrics.evaluate_depth (clamp, GT range, crop, NaN = no prediction)
+    # without its full-image float64 copies
+    sel = mask & np.isfinite(pred)
+    n_sel = int(np.count_nonzero(sel))
+    if n_sel == 0:
         fr.status, fr.reason = 'skipped', 'prediction is invalid (NaN) on every LiDAR pixel'
         return
-    sel = mask & np.isfinite(pred)
     p = np.clip(pred[sel], ctx['min_depth'], ctx['max_depth']).astype(np.float32)
     g = gt[sel].astype(np.float32)
+    m = depth_metrics(p, g)
+    m['n'] = n_sel
+    m['coverage'] = n_sel / int(np.count_nonzero(mask))
     u = None
     if unc is not None and np.shape(unc) == pred.shape:
         u = np.asarray(unc, np.float32)[sel]
         ok = np.isfinite(u)
-        p, g, u = p[ok], g[ok], u[ok]
-        if u.size:
-            m.update({f'{k}_frame': v for k, v in ause_aurg(np.abs(p - g) / g, u).items()})
+        if not ok.all():
+            p, g, u = p[ok], g[ok], u[ok]
     if p.size > POOL_PER_FRAME:
         idx = rng.choice(p.size, POOL_PER_FRAME, replace=False)
         p, g = p[idx], g[idx]
         u = u[idx] if u is not None else None
     pooled['pred'].append(p)
     pooled['gt'].append(g)
-    if u is not None:
+    if u is not None:  # pooled separately: frames without uncertainty still count above
         pooled['unc'].append(u)
+        pooled['unc_pred'].append(p)
+        pooled['unc_gt'].append(g)
     metrics_ms = (time.perf_counter() - t0) * 1e3
     acc.add(m)
     timing['gt_projection'].append(gt_ms)
     timing['metrics'].append(metrics_ms)
     fr.row.update({k: m[k] for k in METRIC_NAMES})
     fr.row.update({'n': m['n'], 'coverage': m['coverage'], 'gt_ms': gt_ms,
-                   'metrics_ms': metrics_ms, 'ause': m.get('ause_frame', float('nan'))})
+                   'metrics_ms': metrics_ms})
     if ctx['mode'] == 'estimator':
         fr.row['model_ms'] = timing['model'][-1]
     fr.status = 'ok'
@@ -644,13 +682,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help='stereo P Tx rule (see lidar_gt): auto/tf = TF holds the baseline')
     p.add_argument('--max-frames', type=int, help='evaluate only the first N frames')
     p.add_argument('--panels', type=int, default=3, help='sample panels in the report')
+    p.add_argument('--compare', action='append', default=[], metavar='LABEL=METRICS_JSON',
+                   help='show an earlier run (its metrics.json) beside this one; repeatable')
     p.add_argument('--replay', action='store_true',
                    help='play the bag through the real node (--node-cmd) first, record its '
                         'outputs and evaluate them (mode b)')
     p.add_argument('--node-cmd', default=None,
                    help='replay: node command (default: python -m urcdc_depth_ros.node; '
                         'or depth_node); namespace, params file and --model are appended')
-    p.add_argument('--params-file', help='replay: node parameters file (config/depth.yaml)')
+    p.add_argument('--params-file', help='node parameters file (config/depth.yaml): the '
+                                         'node\'s settings in --replay, the estimator\'s '
+                                         '(crop, focal rescale, ...) with --model')
     p.add_argument('--rate', choices=('bag', 'max'), default='max',
                    help='replay: publish at the bag rate or as fast as the node keeps up')
     return p
@@ -665,16 +707,19 @@ def main(argv: list[str] | None = None) -> int:
               min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
               tx_mode=args.tx_mode, max_frames=args.max_frames, n_panels=args.panels)
     try:
+        kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
         if args.replay:
             from .replay import replay_and_evaluate
             result = replay_and_evaluate(args.bags[0], args.out, node_cmd=args.node_cmd,
                                          params_file=args.params_file, model_path=args.model,
                                          rate=args.rate, **kw)
         elif args.model:
-            from ..config import EstimatorConfig
+            from ..config import estimator_config_from_params, load_node_params
             from ..estimator import DepthEstimator
+            params = load_node_params(args.params_file) if args.params_file else {}
+            params['flip_tta'] = args.flip_tta or params.get('flip_tta', False)
             est = DepthEstimator.from_model(args.model, backend=args.backend,
-                                            config=EstimatorConfig(flip_tta=args.flip_tta))
+                                            config=estimator_config_from_params(params))
             result = evaluate_bag(args.bags, args.out, estimator=est, **kw)
         elif args.depth_topic:
             result = evaluate_bag(args.bags, args.out, depth_topic=args.depth_topic,

@@ -173,18 +173,20 @@ def image_to_numpy(msg) -> np.ndarray:
     if data.size < h * step or step < row_bytes:
         raise DataError(f'{enc} image {w}x{h} with step {step} has only {data.size} bytes; '
                         'the message is truncated')
-    rows = data[:h * step].reshape(h, step)[:, :row_bytes]
-    arr = np.ascontiguousarray(rows).view(dt).reshape((h, w, ch) if ch > 1 else (h, w))
+    rows = data[:h * step].reshape(h, step)
+    if step != row_bytes:
+        rows = np.ascontiguousarray(rows[:, :row_bytes])
+    arr = rows.view(dt).reshape((h, w, ch) if ch > 1 else (h, w))
     arr = arr.astype(dt.newbyteorder('='), copy=False)
     if enc in ('bgr8', 'bgra8'):
-        arr = arr[..., 2::-1]
-    elif enc == 'rgba8':
-        arr = arr[..., :3]
+        return np.ascontiguousarray(arr[..., 2::-1])
+    if enc == 'rgba8':
+        return np.ascontiguousarray(arr[..., :3])
     if enc in ('16UC1', 'mono16'):
         depth = arr.astype(np.float32) / 1000.0
         depth[arr == 0] = np.nan
         return depth
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def camera_info_to_numpy(msg) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -201,30 +203,39 @@ def camera_info_to_numpy(msg) -> tuple[np.ndarray, np.ndarray, int, int]:
 
 
 def pointcloud_to_xyz(msg) -> np.ndarray:
-    """``sensor_msgs/PointCloud2`` -> (N, 3) float64 x, y, z (metres, the cloud's frame).
+    """``sensor_msgs/PointCloud2`` -> (N, 3) x, y, z (metres, the cloud's frame).
 
-    Non-finite points are dropped. Raises DataError when x, y or z is missing.
+    float32 for float32 fields (no copy in the common x, y, z at offsets 0, 4, 8 layout),
+    float64 otherwise. Non-finite points are dropped. Raises DataError when x, y or z is
+    missing or the data is short.
     """
     fields = {f.name: f for f in msg.fields}
     missing = [n for n in ('x', 'y', 'z') if n not in fields]
     if missing:
         raise DataError(f'PointCloud2 lacks fields {missing!r} (has {sorted(fields)!r})')
-    end = '>' if msg.is_bigendian else '<'
-    dtype = np.dtype({'names': ['x', 'y', 'z'],
-                      'formats': [end + _POINTFIELD_DTYPES[fields[n].datatype]
-                                  for n in ('x', 'y', 'z')],
-                      'offsets': [fields[n].offset for n in ('x', 'y', 'z')],
-                      'itemsize': int(msg.point_step)})
-    h, w = int(msg.height), int(msg.width)
+    h, w, step = int(msg.height), int(msg.width), int(msg.point_step)
     data = np.asarray(msg.data, np.uint8)
-    row_step = int(msg.row_step) or w * int(msg.point_step)
-    if data.size < h * row_step:
+    row_step = int(msg.row_step) or w * step
+    if data.size < h * row_step or step <= 0:
         raise DataError(f'PointCloud2 {w}x{h} needs {h * row_step} bytes, has {data.size}; '
                         'the message is truncated')
-    rows = data[:h * row_step].reshape(h, row_step)[:, :w * int(msg.point_step)]
-    pts = np.ascontiguousarray(rows).reshape(-1).view(dtype)
-    xyz = np.stack([pts['x'], pts['y'], pts['z']], axis=1).astype(np.float64)
-    return xyz[np.isfinite(xyz).all(axis=1)]
+    if row_step != w * step:
+        data = np.ascontiguousarray(data[:h * row_step].reshape(h, row_step)[:, :w * step])
+    data = data[:h * w * step]
+    end = '>' if msg.is_bigendian else '<'
+    offs = [fields[n].offset for n in ('x', 'y', 'z')]
+    types = {fields[n].datatype for n in ('x', 'y', 'z')}
+    if types == {7} and offs == [0, 4, 8] and step % 4 == 0 and not msg.is_bigendian:
+        xyz = data.view(np.float32).reshape(-1, step // 4)[:, :3]
+    else:
+        dtype = np.dtype({'names': ['x', 'y', 'z'],
+                          'formats': [end + _POINTFIELD_DTYPES[fields[n].datatype]
+                                      for n in ('x', 'y', 'z')],
+                          'offsets': offs, 'itemsize': step})
+        pts = np.ascontiguousarray(data).view(dtype)
+        xyz = np.stack([pts['x'], pts['y'], pts['z']], axis=1).astype(np.float64)
+    ok = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])
+    return xyz if ok.all() else np.compress(ok, xyz, axis=0)
 
 
 def transform_to_matrix(transform) -> np.ndarray:

@@ -60,9 +60,20 @@ def lidar_depth(points_lidar: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray
         (height, width) float32 depth along the optical axis, metres; 0 = no return.
     """
     Kp, offset = intrinsics_and_offset(K, P, tx_mode)
-    pts = transform_points(T_cam_lidar, points_lidar)
-    if np.any(offset):
-        pts = pts + offset
+    T = np.asarray(T_cam_lidar, np.float64).copy()
+    T[:3, 3] += offset
+    pts = np.asarray(points_lidar)[:, :3]
+    # reason: a 360-degree scan is mostly outside the image; culling by depth and a loose
+    # frustum before the exact projection keeps this under ~3 ms for 120k points.
+    z = pts @ T[2, :3] + T[2, 3]
+    pts = np.compress(z > min_depth, pts, axis=0)
+    pts = transform_points(T, pts)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        uvw = pts @ Kp.T
+        u = uvw[:, 0] / uvw[:, 2]
+        v = uvw[:, 1] / uvw[:, 2]
+        near_view = (u > -1) & (u < width) & (v > -1) & (v < height)
+    pts = np.compress(near_view, pts, axis=0)
     return project_to_depth(pts, Kp, int(width), int(height), min_depth=min_depth)
 
 

@@ -25,7 +25,7 @@ LABELS = {'silog': 'SILog', 'abs_rel': 'AbsRel', 'log10': 'log10', 'rms': 'RMSE 
           'sq_rel': 'SqRel', 'log_rms': 'RMSElog', 'd1': 'δ<1.25', 'd2': 'δ<1.25²',
           'd3': 'δ<1.25³'}
 CSV_COLUMNS = ['index', 'stamp_ns', 'status', 'reason', 'lidar_dt_ms', 'n', 'coverage',
-               *METRIC_NAMES, 'ause', 'read_ms', 'gt_ms', 'metrics_ms', 'model_ms',
+               *METRIC_NAMES, 'read_ms', 'gt_ms', 'metrics_ms', 'model_ms',
                'latency_ms']
 ACCENT = '#1f6feb'
 
@@ -112,7 +112,8 @@ def make_figures(out_dir: str, result: dict, series: dict) -> dict[str, str]:
     figs: dict[str, str] = {}
     makers = [('fig_metrics', _fig_metrics), ('fig_range', _fig_range),
               ('fig_frames', _fig_frames), ('fig_sparsification', _fig_sparsification),
-              ('fig_calibration', _fig_calibration), ('fig_latency', _fig_latency)]
+              ('fig_calibration', _fig_calibration), ('fig_latency', _fig_latency),
+              ('fig_compare', _fig_compare)]
     for name, maker in makers:
         fig = maker(plt, result, series)
         if fig is not None:
@@ -299,6 +300,57 @@ def _fig_latency(plt, result, series):
     return fig
 
 
+COMPARE_KEYS = ('abs_rel', 'rms', 'd1', 'ause')  # headline figures of a comparison
+
+
+def _compare_rows(result: dict) -> list[tuple[str, dict]]:
+    """[(label, headline)] with this run first, then result['baselines'] in order."""
+    if not result.get('baselines'):
+        return []
+    this = {k: result['metrics'].get(k) for k in METRIC_NAMES}
+    this['ause'] = result['uncertainty'].get('ause')
+    return [('this run', this)] + list(result['baselines'].items())
+
+
+def _fig_compare(plt, result, series):
+    rows = _compare_rows(result)
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(COMPARE_KEYS), figsize=(10, 2.6))
+    colours = [ACCENT] + ['#8c959f'] * (len(rows) - 1)
+    for ax, key in zip(axes, COMPARE_KEYS):
+        vals = [r.get(key) for _, r in rows]
+        vals = [np.nan if v is None else v for v in vals]
+        bars = ax.bar(range(len(rows)), vals, color=colours)
+        ax.bar_label(bars, fmt='%.3f', fontsize=8)
+        ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=15)
+        arrow = '↑' if key in HIGHER_IS_BETTER else '↓'
+        ax.set_title(f'{LABELS.get(key, key.upper())} {arrow}')
+        ax.grid(axis='x', visible=False)
+    fig.suptitle('This run against the baselines (same bag, same protocol)', y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def _compare_md(result: dict) -> list[str]:
+    rows = _compare_rows(result)
+    if not rows:
+        return []
+    head = [LABELS.get(k, k.upper()) + (' ↑' if k in HIGHER_IS_BETTER else ' ↓')
+            for k in COMPARE_KEYS]
+    out = ['| run | ' + ' | '.join(head) + ' | AbsRel vs this run |',
+           '|---' * (len(COMPARE_KEYS) + 2) + '|']
+    base = rows[0][1].get('abs_rel')
+    for i, (label, r) in enumerate(rows):
+        ratio = ''
+        if i and base and r.get('abs_rel') is not None:
+            ratio = f'{r["abs_rel"] / base:.2f}×'
+        name = f'**{label}**' if i == 0 else label
+        out.append(f'| {name} | ' + ' | '.join(_fmt(r.get(k)) for k in COMPARE_KEYS)
+                   + f' | {ratio} |')
+    return out
+
+
 def _fig_panel(plt, panel: dict, result: dict):
     pred, gt, unc, img = panel['pred'], panel['gt'], panel['unc'], panel['image']
     vmax = float(np.nanpercentile(np.where(gt > 0, gt, np.nan), 99)) if (gt > 0).any() else 80.0
@@ -413,6 +465,8 @@ def render_markdown(result: dict, figs: dict[str, str]) -> str:
     out += _summary_lines(result)
     for w in result.get('warnings', []):
         out.append(f'\n> **Warning:** {w}')
+    if result.get('baselines'):
+        out += ['', '## Compared with', ''] + _compare_md(result)
     out += ['', '## Metrics', ''] + _tables_md(result) + ['', '## Figures', '']
     for name, path in figs.items():
         out.append(f'![{name}]({os.path.basename(path)})')
@@ -493,7 +547,9 @@ def render_html(result: dict, figs: dict[str, str]) -> str:
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Depth evaluation'
             f'</title><style>{style}</style></head><body>'
             f'<h1>Depth evaluation</h1><div class="cards">{card_html}</div>{warn}{summary}'
-            f'<h2>Metrics</h2>{img("fig_metrics")}'
+            + (f'<h2>Compared with</h2>{_md_table_to_html(_compare_md(result))}'
+               f'{img("fig_compare")}' if result.get('baselines') else '')
+            + f'<h2>Metrics</h2>{img("fig_metrics")}'
             f'{_md_table_to_html(_tables_md(result)[len(result.get("by_range", {})) + 3:])}'
             f'<h2>Error vs range</h2>{img("fig_range")}'
             f'<h2>Over time</h2>{img("fig_frames")}'

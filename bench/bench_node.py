@@ -1,0 +1,159 @@
+"""depth_node end to end at 352 x 1216, point-cloud generation and message conversion.
+
+    python bench/bench_node.py [--quick] [--frames N]
+
+* End to end: the node as launched (``python -m urcdc_depth_ros.node`` with
+  ``config/depth.yaml``, ONNX Runtime, a random-weight nano07 exported at 352 x 1216) in its
+  own process; an rclpy probe publishes a 1242 x 375 rgb8 image + camera_info over loopback
+  DDS and waits for depth, uncertainty and the organised cloud of that stamp before sending
+  the next. Latency = last of the three received - publish; the backend's own time is the
+  node's ``backend_p50_ms`` from ``/diagnostics`` (same process, same frames). Target: end to
+  end <= 1.10x the backend.
+* In process: ``depth_to_points`` at 1242 x 375 with rgb and uncertainty (target <= 3 ms), and
+  the message conversions the node does per frame.
+Markdown goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'test'))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'test', 'ros'))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+import numpy as np  # noqa: E402
+from bench_inference import CAM_H, CAM_W, H, W, camera_image  # noqa: E402
+
+E2E_TARGET, CLOUD_TARGET_MS = 1.10, 3.0
+NS = '/bench_node'
+
+
+def _median_ms(fn, n: int) -> float:
+    fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def in_process_rows(n: int) -> list[tuple[str, float]]:
+    """(what, median ms) for the cloud and each per-frame message conversion."""
+    from urcdc_depth_ros import ros_io
+    from urcdc_depth_ros.pointcloud import depth_to_points
+    img, K = camera_image()
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(2, 80, (CAM_H, CAM_W)).astype(np.float32)
+    depth[:20] = np.nan
+    unc = (0.05 * depth).astype(np.float32)
+    cloud = depth_to_points(depth, K, rgb=img, uncertainty=unc)
+    image_msg = ros_io.numpy_to_image(img, 'rgb8')
+    return [
+        ('point cloud (xyz + rgb + uncertainty), depth_to_points',
+         _median_ms(lambda: depth_to_points(depth, K, rgb=img, uncertainty=unc), n)),
+        ('Image rgb8 message -> numpy', _median_ms(lambda: ros_io.image_to_numpy(image_msg), n)),
+        ('depth 32FC1 numpy -> Image message',
+         _median_ms(lambda: ros_io.numpy_to_image(depth, '32FC1'), n)),
+        ('cloud arrays -> PointCloud2 message',
+         _median_ms(lambda: ros_io.build_pointcloud2(cloud), n)),
+    ]
+
+
+def _rx_time(probe, key: str, stamp_ns: int) -> float:
+    """perf_counter time at which the probe received ``key`` of stamp ``stamp_ns``."""
+    from urcdc_depth_ros.ros_io import stamp_to_ns
+    return next(t for m, t in zip(probe.outputs[key], probe.rx_times[key])
+                if stamp_to_ns(m.header.stamp) == stamp_ns)
+
+
+def end_to_end(frames: int, tmp: str) -> dict:
+    """Latencies (ms) of ``frames`` frames through the node, and its diagnostics."""
+    from depth_node_helpers import Probe, make_header, node_command, start_node, stop_node
+    from fixtures.models import make_onnx_model
+
+    from urcdc_depth_ros.ros_io import build_camera_info, numpy_to_image
+    onnx_path, _, _ = make_onnx_model(tmp, variant='nano07', height=H, width=W)
+    cmd = node_command(onnx_path, '-r', f'__ns:={NS}', '-r', 'image:=/bench_cam/image_raw',
+                       '-r', 'camera_info:=/bench_cam/camera_info',
+                       '-p', 'diagnostics_period_s:=0.5')
+    log = os.path.join(tmp, 'node.log')
+    proc = start_node(cmd, log)
+    probe = Probe(NS, '/bench_cam/image_raw', '/bench_cam/camera_info')
+    img, K = camera_image()
+    keys = ('depth', 'uncertainty', 'points')
+    latencies = []
+    try:
+        for i in range(frames + 1):  # the first frame warms up (not timed)
+            stamp = 1_000_000_000 * (i + 1)
+            header = make_header(stamp)
+            info = build_camera_info(K, CAM_W, CAM_H, header)
+            msg = numpy_to_image(img, 'rgb8', header)
+
+            def done():
+                return all(probe.by_stamp(k, stamp) is not None for k in keys)
+            for _ in range(240):  # the first frame waits for discovery and model load
+                probe.info_pub.publish(info)
+                t_pub = time.perf_counter()
+                probe.image_pub.publish(msg)
+                if probe.spin_until(done, 0.5 if i == 0 else 30.0, proc):
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError('the node exited:\n' + open(log).read()[-3000:])
+            else:
+                raise RuntimeError('no output from the node:\n' + open(log).read()[-3000:])
+            if i:
+                latencies.append((max(_rx_time(probe, k, stamp) for k in keys) - t_pub) * 1e3)
+            for k in keys + ('camera_info',):  # keep memory flat: drop what was checked
+                probe.outputs[k].clear()
+                probe.rx_times[k].clear()
+        probe.spin_until(lambda: False, 1.2)  # one more diagnostics period
+        diag = probe.node_diagnostics()
+    finally:
+        probe.close()
+        stop_node(proc, signal.SIGINT)
+    return {'latency_ms': latencies, 'diag': diag}
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; markdown on stdout."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--quick', action='store_true', help='4 frames, fewer conversion runs')
+    p.add_argument('--frames', type=int, default=0, help='timed frames (default 12)')
+    args = p.parse_args(argv)
+    frames = args.frames or (4 if args.quick else 12)
+    with tempfile.TemporaryDirectory() as tmp:
+        e2e = end_to_end(frames, tmp)
+    rows = in_process_rows(5 if args.quick else 30)
+    lat = e2e['latency_ms']
+    p50 = statistics.median(lat)
+    backend = float(e2e['diag'].get('backend_p50_ms', 'nan'))
+    node_p50 = float(e2e['diag'].get('latency_p50_ms', 'nan'))
+    ratio = p50 / backend
+    cloud_ms = rows[0][1]
+    lines = [f'### depth_node end to end at {H} x {W} (camera {CAM_W} x {CAM_H} rgb8, nano07, '
+             f'ONNX Runtime, {len(lat)} frames)', '',
+             '| measure | p50 (ms) | max (ms) |', '|---|---|---|',
+             f'| publish -> depth + uncertainty + points received (probe) | {p50:.1f} | '
+             f'{max(lat):.1f} |',
+             f'| image received -> outputs published (node /diagnostics) | {node_p50:.1f} | |',
+             f'| backend alone (node /diagnostics) | {backend:.1f} | |', '',
+             f'End to end / backend = **{ratio:.2f}x** (target <= {E2E_TARGET:.2f}x: '
+             f'**{"met" if ratio <= E2E_TARGET else "missed"}**).', '',
+             '| in process, per frame at 1242 x 375 | median (ms) |', '|---|---|']
+    lines += [f'| {name} | {ms:.2f} |' for name, ms in rows]
+    lines += ['', f'Point cloud {cloud_ms:.2f} ms (target <= {CLOUD_TARGET_MS:g} ms: '
+              f'**{"met" if cloud_ms <= CLOUD_TARGET_MS else "missed"}**).', '']
+    sys.stdout.write('\n'.join(lines) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
