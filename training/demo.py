@@ -55,7 +55,7 @@ class DemoProfile:
 PROFILES = {
     # half KITTI resolution; minutes of training on 2 CPU cores
     'full': DemoProfile(drives=6, frames=24, width=621, height=188, crop_height=176,
-                        crop_width=608, input_height=176, input_width=560, steps=360, batch=2,
+                        crop_width=608, input_height=176, input_width=560, steps=540, batch=2,
                         lr=3e-4, eval_flip_tta=True, require_improvement=True),
     # quarter resolution, a handful of steps: the chain end to end in well under a minute
     'fast': DemoProfile(drives=2, frames=3, width=310, height=94, crop_height=88,

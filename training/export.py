@@ -201,8 +201,9 @@ def _checkpoint_meta(ckpt) -> ModelMeta | None:
 def _cmd_onnx(args) -> int:
     net, meta, sha = load_network(None if args.random_weights else args.checkpoint,
                                   args.variant, args.max_depth, args.seed)
-    base = meta or ModelMeta(variant=args.variant or 'tiny07')
-    overrides = {'variant': args.variant or base.variant}
+    # without metadata (official checkpoints), the variant is the network actually built
+    base = meta or ModelMeta(variant=net.variant, max_depth=net.max_depth)
+    overrides = {'variant': net.variant}
     if args.height:
         overrides['input_height'] = args.height
     if args.width:

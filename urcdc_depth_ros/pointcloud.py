@@ -1,4 +1,4 @@
-"""Depth image + pinhole intrinsics -> organised point cloud (pure numpy, no ROS).
+"""Depth image + pinhole intrinsics -> organised point cloud (numpy + OpenCV, no ROS).
 
 Frames: the camera optical frame (REP 103: x right, y down, z forward), metres. A pixel
 ``(u, v)`` with depth ``z`` maps to ``((u - cx) / fx * z, (v - cy) / fy * z, z)``, as
@@ -7,7 +7,9 @@ depth_image_proc's ``convertDepth`` does; pixel centres are at integer coordinat
 stays organised (``height x width``), so ``is_dense`` is False.
 
 The per-pixel ray factors ``(u - cx) / fx`` and ``(v - cy) / fy`` depend only on the image size,
-the stride and ``K``; they are computed once per combination and cached.
+the stride and ``K``; they are computed once per combination and cached. Channels are computed
+as contiguous planes and interleaved in one ``cv2.merge`` pass (about 2x faster than writing
+strided channels at 1242 x 375).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -66,18 +69,15 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], -1).astype(np.uint8)
 
 
-def _write_packed_rgb(out: np.ndarray, channel: int, rgb: np.ndarray) -> None:
-    """Write ``rgb`` (h, w, 3) uint8 into float32 channel ``channel`` of ``out`` as packed bits."""
+def packed_rgb_plane(rgb: np.ndarray) -> np.ndarray:
+    """Same as :func:`pack_rgb` for (h, w, 3) uint8 RGB, in one OpenCV pass (little endian)."""
+    rgb = np.ascontiguousarray(rgb)
     if sys.byteorder != 'little':
-        out[..., channel] = pack_rgb(np.ascontiguousarray(rgb))
-        return
-    # reason: byte-wise writes avoid three uint32 temporaries (about 3x faster at 352x1216)
-    b = out.view(np.uint8).reshape(out.shape[:2] + (out.shape[2] * 4,))
-    o = 4 * channel
-    b[..., o] = rgb[..., 2]
-    b[..., o + 1] = rgb[..., 1]
-    b[..., o + 2] = rgb[..., 0]
-    b[..., o + 3] = 0
+        return pack_rgb(rgb)
+    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)  # bytes B, G, R, A = uint32 0xAARRGGBB
+    bits = bgra.view(np.uint32)[..., 0]
+    np.bitwise_and(bits, np.uint32(0x00FFFFFF), out=bits)
+    return bits.view(np.float32)
 
 
 class PointCloudBuilder:
@@ -151,27 +151,23 @@ class PointCloudBuilder:
         z = depth_m[::stride, ::stride]
         unc = uncertainty[::stride, ::stride] if uncertainty is not None else None
         with np.errstate(invalid='ignore', over='ignore'):
-            valid = (z > 0) & (z < np.inf)  # NaN compares False
+            invalid = (z <= 0) | (z == np.inf)  # NaN is invalid already and stays NaN
             if max_range_m > 0:
-                valid &= z * norm <= max_range_m
+                invalid |= z * norm > max_range_m
             if max_uncertainty > 0 and unc is not None:
-                valid &= unc <= max_uncertainty
-        z = np.where(valid, z, np.float32(np.nan)).astype(np.float32, copy=False)
+                invalid |= ~(unc <= max_uncertainty)  # NaN uncertainty is filtered too
+        if invalid.any():
+            z = np.where(invalid, np.float32(np.nan), z)
+        z = np.ascontiguousarray(z, np.float32)
         fields = ['x', 'y', 'z']
+        planes = [rx * z, ry * z, z]
         if rgb is not None:
             fields.append('rgb')
+            planes.append(packed_rgb_plane(rgb[::stride, ::stride]))
         if unc is not None:
             fields.append('uncertainty')
-        out = np.empty(z.shape + (len(fields),), np.float32)
-        np.multiply(rx, z, out=out[..., 0])
-        np.multiply(ry, z, out=out[..., 1])
-        out[..., 2] = z
-        c = 3
-        if rgb is not None:
-            _write_packed_rgb(out, c, rgb[::stride, ::stride])
-            c += 1
-        if unc is not None:
-            out[..., c] = unc
+            planes.append(np.ascontiguousarray(unc, np.float32))
+        out = cv2.merge(planes)
         return CloudArrays(out, tuple(fields), stride)
 
 

@@ -93,20 +93,36 @@ def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta:
     if config.rescale_focal:
         depth = depth * np.float32(geom.K_model[0, 0] / meta.focal_px)
     confidence = np.clip(np.asarray(confidence, np.float32), 0.0, 1.0)
-    if config.output_resolution == 'input':
+    lo, hi = depth_range(meta, config)
+    to_input = config.output_resolution == 'input'
+    K_out = (geom.K_image if to_input else geom.K_model).copy()
+    if to_input and not (geom.mode == 'kb_crop' and geom.scaled_size == geom.image_size):
+        # resampled: interpolate the network's maps, then derive validity and uncertainty
         depth = to_input_resolution(depth, geom)
         confidence = to_input_resolution(confidence, geom)
-        K_out = geom.K_image.copy()
-    else:
-        K_out = geom.K_model.copy()
-    lo, hi = depth_range(meta, config)
+        depth, uncertainty = _valid_depth_and_uncertainty(depth, confidence, lo, hi,
+                                                          config.uncertainty)
+        return depth, uncertainty, confidence, K_out
+    # the window is placed back unchanged: the same values computed on the smaller map
+    depth, uncertainty = _valid_depth_and_uncertainty(depth, confidence, lo, hi,
+                                                      config.uncertainty)
+    if to_input:
+        depth, uncertainty, confidence = (to_input_resolution(a, geom)
+                                          for a in (depth, uncertainty, confidence))
+    return depth, uncertainty, confidence, K_out
+
+
+def _valid_depth_and_uncertainty(depth: np.ndarray, confidence: np.ndarray, lo: float,
+                                 hi: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Depth NaN outside [lo, hi] (and where NaN), uncertainty of ``kind``, NaN there too."""
     with np.errstate(invalid='ignore'):
-        invalid = ~(np.isfinite(depth) & (depth >= lo) & (depth <= hi))
-    depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32)
-    uncertainty = convert_uncertainty(np.nan_to_num(confidence, nan=1.0), depth,
-                                      config.uncertainty)
+        invalid = ~((depth >= lo) & (depth <= hi))  # NaN compares False: invalid
+    depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)
+    if np.isnan(confidence).any():
+        confidence = np.nan_to_num(confidence, nan=1.0)
+    uncertainty = convert_uncertainty(confidence, depth, kind)
     uncertainty[invalid] = np.nan
-    return depth, uncertainty, confidence.astype(np.float32), K_out
+    return depth, uncertainty
 
 
 __all__ = ['MAX_RELATIVE_ERROR', 'relative_error_from_confidence', 'metres_from_confidence',

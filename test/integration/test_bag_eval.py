@@ -195,3 +195,32 @@ def test_cli_writes_json_csv_markdown_and_self_contained_html(data, tmp_path):
         assert (out / f'{name}.png').stat().st_size > 5000
         assert f'{name}.png' in (out / 'report.md').read_text()
     assert bag_eval.main([data.mcap, '--depth-topic', '/depth', '--out', str(out)]) == 2
+
+
+def test_cli_compare_shows_an_earlier_run_beside_this_one(data, tmp_path):
+    base = tmp_path / 'base'
+    shifted = [d * 1.3 for d in data.depths]  # a worse "baseline": 30 % too far everywhere
+    worse = write_depth_bag(str(tmp_path / 'worse'), data.kd.image_stamps_ns, shifted,
+                            data.calib.K)
+    args = ['--depth-topic', '/depth', '--uncertainty-topic', '/uncertainty', '--crop', 'none',
+            '--panels', '0']
+    assert bag_eval.main([data.mcap, worse, '--out', str(base)] + args) == 0
+    out = tmp_path / 'new'
+    assert bag_eval.main([data.mcap, data.oracle, '--out', str(out), '--compare',
+                          f'worse={base / "metrics.json"}'] + args) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['baselines']['worse']['abs_rel'] == pytest.approx(0.3, abs=1e-3)
+    md = (out / 'report.md').read_text()
+    assert '## Compared with' in md and '| worse |' in md
+    assert (out / 'fig_compare.png').stat().st_size > 5000
+    assert 'Compared with' in (out / 'report.html').read_text()
+    # a bad --compare is a clear configuration error, before any work
+    for spec in ('no-equals-sign', f'x={tmp_path / "missing.json"}', f'x={out / "report.md"}'):
+        assert bag_eval.main([data.mcap, data.oracle, '--out', str(tmp_path / 'bad'),
+                              '--compare', spec] + args) == 2
+
+
+def test_replay_of_two_bags_is_refused_naming_them(data, tmp_path, caplog):
+    assert bag_eval.main([data.mcap, data.oracle, '--replay', '--model', 'm.onnx', '--out',
+                          str(tmp_path / 'r')]) == 2
+    assert 'plays one bag' in caplog.text

@@ -709,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
         if args.replay:
+            if len(args.bags) > 1:
+                raise ConfigError(f'--replay plays one bag, got {len(args.bags)}: '
+                                  f'{args.bags!r}; replay each separately')
             from .replay import replay_and_evaluate
             result = replay_and_evaluate(args.bags[0], args.out, node_cmd=args.node_cmd,
                                          params_file=args.params_file, model_path=args.model,

@@ -17,10 +17,11 @@ recording.
 
 The equivalent on a robot (ROS 2 installed)::
 
-    ros2 launch urcdc_depth_ros depth.launch.py model_path:=model.onnx &
+    ros2 launch urcdc_depth_ros depth.launch.py model_path:=model.onnx \\
+        image_topic:=/kitti/camera_color_left/image_raw \\
+        camera_info_topic:=/kitti/camera_color_left/camera_info &
     ros2 bag record -o node_out /depth /uncertainty /depth/camera_info &
-    ros2 bag play kitti_bag --remap /kitti/camera_color_left/image_raw:=/image \\
-        /kitti/camera_color_left/camera_info:=/camera_info
+    ros2 bag play kitti_bag
     urcdc-bag-eval kitti_bag node_out --depth-topic /depth --uncertainty-topic /uncertainty \\
         --out report/
 
