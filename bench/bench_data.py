@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
                          f'{samples} samples'))
     lines = ['| what | rate | note |', '|---|---|---|']
     lines += [f'| {a} | {b} | {c} |' for a, b, c in rows]
-    log.info('%s', '\n'.join(lines))
+    sys.stdout.write('\n'.join(lines) + '\n')
     return 0
 
 

@@ -87,13 +87,13 @@ def bench_loader(quick: bool) -> dict:
         cfg = TrainConfig.load(os.path.join(root, 'config', 'train_synthetic.yaml'),
                                [f'checkpoint_dir={tmp}/run'])
         frames = 4 if quick else 10
-        generate_dataset(os.path.join(tmp, 'data'), drives=2, frames=frames, seed=0,
-                         width=cfg.data.input_width + 16, height=cfg.data.input_height + 16,
-                         test_drives=1)
+        info = generate_dataset(os.path.join(tmp, 'data'), drives=2, frames=frames, seed=0,
+                                width=cfg.data.kb_crop_width + 16,
+                                height=cfg.data.kb_crop_height + 16, test_drives=1)
         cfg = TrainConfig.from_yaml_text(cfg.to_yaml(), [
-            f'data.data_path={tmp}/data', f'data.gt_path={tmp}/data',
-            f'data.filenames_file={tmp}/data/splits/synthetic_train.txt',
-            f'data.filenames_file_eval={tmp}/data/splits/synthetic_test.txt'])
+            f'data.data_path={info.raw_path}', f'data.gt_path={info.gt_path}',
+            f'data.filenames_file={info.train_split}',
+            f'data.filenames_file_eval={info.test_split}'])
         data = build_dataset(cfg.data, mode='train')
         workers = int(cfg.data.num_workers)
         loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True,

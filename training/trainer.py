@@ -351,8 +351,12 @@ class Trainer:
             self.epoch = int(state['epoch'])
             self.batch_in_epoch = int(state['batch_in_epoch'])
             self.best = state.get('best', {})
-            rngs = state['rng']
-            _set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
+            rngs = state.get('rng') or []
+            if rngs:
+                _set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
+            else:  # best_<metric>.pt keeps no RNG state: weights/optimiser/step resume exactly
+                log.warning('%s holds no RNG state; augmentation randomness restarts from '
+                            'the seed', path)
             self.last_checkpoint = path
             log.info('resumed from %s: step %d, epoch %d, batch %d of the epoch', path,
                      self.global_step, self.epoch, self.batch_in_epoch)

@@ -84,6 +84,7 @@ class NodeStats:
         self.output_rate = RateMeter(window_s)
         self.latency = LatencyStats(latency_samples)
         self.backend_ms = LatencyStats(latency_samples)
+        self.queue_ms = LatencyStats(latency_samples)
         self.last_error: str = ''
 
     def count(self, name: str, n: int = 1) -> None:
@@ -105,14 +106,21 @@ class NodeStats:
             self.input_rate.tick(t_s)
 
     def output_tick(self, t_s: float, latency_ms: float,
-                    backend_ms: Optional[float] = None) -> None:
-        """Record one published output at ``t_s`` with its receive→publish latency (ms)."""
+                    backend_ms: Optional[float] = None,
+                    queue_ms: Optional[float] = None) -> None:
+        """Record one published output at ``t_s`` (s).
+
+        Latency is receive→publish, ``backend_ms`` the backend's share, ``queue_ms`` the
+        time the frame waited before the worker took it (all ms).
+        """
         with self._lock:
             self.counts['processed'] += 1
             self.output_rate.tick(t_s)
             self.latency.add(latency_ms)
             if backend_ms is not None:
                 self.backend_ms.add(backend_ms)
+            if queue_ms is not None:
+                self.queue_ms.add(queue_ms)
 
     def summary(self, now_s: float) -> dict[str, float | int | str]:
         """Snapshot: counters, ``input_rate_hz``, ``output_rate_hz``, latency p50/p95 (ms)."""
@@ -123,6 +131,7 @@ class NodeStats:
             out['latency_p50_ms'] = self.latency.percentile(50)
             out['latency_p95_ms'] = self.latency.percentile(95)
             out['backend_p50_ms'] = self.backend_ms.percentile(50)
+            out['queue_p50_ms'] = self.queue_ms.percentile(50)
             out['last_error'] = self.last_error
             return out
 

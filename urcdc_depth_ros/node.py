@@ -426,6 +426,7 @@ class DepthNode(LifecycleNode):
                                         throttle_duration_sec=2.0)
 
     def _process(self, frame: _Frame) -> None:
+        t_start = time.perf_counter()
         if not any(self._wanted(k) for k in self._pubs):
             self.stats.count('skipped_lazy')
             return
@@ -468,7 +469,7 @@ class DepthNode(LifecycleNode):
                 ros_io.colorize_depth(res.depth_m, far), 'bgr8', header))
         now = time.perf_counter()
         self.stats.output_tick(now, (now - frame.t_recv_s) * 1e3,
-                               res.timings_ms.get('backend'))
+                               res.timings_ms.get('backend'), (t_start - frame.t_recv_s) * 1e3)
 
     def _cloud(self, frame: _Frame, res):
         cfg = self._cfg

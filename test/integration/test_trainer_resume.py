@@ -99,3 +99,16 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     # nothing non-finite reached the parameters either
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     load_weights(trainer.model, good)
+
+
+def test_resume_from_a_best_checkpoint_without_rng_state(tmp_path):
+    cfg = tiny_config(tmp_path / 'run', checkpoint_every=2, max_steps=2)
+    Trainer(cfg, train_dataset=TinyDepthSet()).train()
+    ckpt = read_checkpoint(list_checkpoints(cfg.checkpoint_dir)[-1][1])
+    ckpt['trainer']['rng'] = []  # what best_<metric>.pt files hold
+    best = tmp_path / 'best_abs_rel.pt'
+    torch.save(ckpt, best)
+    resumed = Trainer(tiny_config(tmp_path / 'run2', resume=str(best), max_steps=3),
+                      train_dataset=TinyDepthSet())
+    assert resumed.global_step == 2
+    assert resumed.train()['global_step'] == 3
