@@ -11,7 +11,8 @@ import torch
 
 from urcdc_depth_ros.model import PAPER_VARIANTS, VARIANTS, build_model
 
-KEYS_DIR = os.environ.get('URCDC_OFFICIAL_KEYS', '/work/shared/official_keys')
+KEYS_DIR = os.environ.get('URCDC_OFFICIAL_KEYS', os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures', 'official_keys'))
 GROUPS = {  # official group name -> our top-level / backbone module prefixes
     'swin_backbone': ('backbone.patch_embed.', 'backbone.layers.', 'backbone.norm0.',
                       'backbone.norm1.', 'backbone.norm2.', 'backbone.norm3.'),
