@@ -39,18 +39,49 @@ def _consts(node):
     return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
 
 
+def _param_args(tree) -> set:
+    (node,) = [n for n in ast.walk(tree) if isinstance(n, ast.Assign)
+               and getattr(n.targets[0], 'id', '') == 'PARAM_ARGS']
+    return set(_consts(node.value))
+
+
+def _launch_function(name: str):
+    """``name`` from the launch file, compiled alone (launch itself does not import here)."""
+    tree = _tree(LAUNCH)
+    keep = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == name)
+            or (isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'PARAM_ARGS')]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), LAUNCH, 'exec'), namespace)
+    return namespace[name]
+
+
 def test_launch_declares_exactly_the_documented_arguments():
-    declared = {c.args[0].value for c in _calls(_tree(LAUNCH), 'DeclareLaunchArgument')}
+    tree = _tree(LAUNCH)
+    declared = {c.args[0].value for c in _calls(tree, 'DeclareLaunchArgument')}
     assert declared == ARGS
-    used = {c.args[0].value for c in _calls(_tree(LAUNCH), 'LaunchConfiguration')}
-    assert used == ARGS
+    used = {c.args[0].value for c in _calls(tree, 'LaunchConfiguration')}
+    assert used | _param_args(tree) == ARGS
+
+
+def test_only_the_parameter_arguments_given_override_the_params_file():
+    from types import SimpleNamespace
+    overrides = _launch_function('_param_overrides')
+
+    def ctx(**given):
+        return SimpleNamespace(launch_configurations={
+            'backend': '', 'model_path': '', 'use_compressed': '', 'namespace': 'x', **given})
+    assert overrides(ctx()) == {}  # nothing given: the params file decides
+    assert overrides(ctx(model_path='/m.onnx')) == {'model_path': '/m.onnx'}
+    assert overrides(ctx(backend='tensorrt', use_compressed='True')) == {
+        'backend': 'tensorrt', 'use_compressed': True}
+    assert overrides(ctx(use_compressed='false')) == {'use_compressed': False}
 
 
 def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_files():
     tree = _tree(LAUNCH)
     (node,) = _calls(tree, 'Node')
     package = {n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               and n.targets[0].id == 'PACKAGE'}
+               and getattr(n.targets[0], 'id', '') == 'PACKAGE'}
     setup_tree = _tree(os.path.join(REPO, 'setup.py'))
     setup_pkg = {n.value.value for n in ast.walk(setup_tree) if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], 'id', '') == 'PACKAGE'}
@@ -75,8 +106,9 @@ def test_launch_parameters_and_remaps_name_real_node_parameters_and_topics():
     tree = _tree(LAUNCH)
     (node,) = _calls(tree, 'Node')
     params = _kw(node, 'parameters')
-    (overrides,) = [e for e in params.elts if isinstance(e, ast.Dict)]
-    keys = {k.value for k in overrides.keys}
+    assert [getattr(e.func, 'id', '') for e in params.elts] == [
+        'LaunchConfiguration', '_param_overrides']  # the file first, given arguments over it
+    keys = _param_args(tree)
     assert keys <= set(NodeConfig.__dataclass_fields__) and keys == {
         'backend', 'model_path', 'use_compressed'}
     default_params = [c for c in _calls(tree, 'join') if 'depth.yaml' in _consts(c)]
