@@ -6,7 +6,7 @@ A synthetic drive (``urcdc_training.synthetic``, ~115k LiDAR points per scan lik
 HDL-64E) is written to an MCAP bag with ``urcdc-kitti2bag``; the generator's dense depth
 stands in for the node's output (``/depth`` + ``/uncertainty`` 32FC1). ``evaluate_bag`` in
 topic mode then reports, per frame: bag read + CDR decode + message -> numpy, LiDAR -> TF ->
-z-buffered ground truth, and the metrics (nine metrics, per-frame AUSE, pooling). Mode (a) adds
+z-buffered ground truth, and the metrics (nine metrics, pooling). Mode (a) adds
 only the model's own time. Target: overhead <= 20 ms per frame. Markdown goes to stdout.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     t = res['timings_ms']
     rows = [('bag read + decode (image/depth, uncertainty, cloud)', t['read']),
             ('LiDAR -> TF -> ground truth (z-buffer)', t['gt_projection']),
-            ('metrics (9 metrics, per-frame AUSE, pooling)', t['metrics']),
+            ('metrics (9 metrics, pooling)', t['metrics']),
             ('**total overhead**', t['overhead_total'])]
     ok = t['overhead_total']['mean'] <= TARGET_MS
     lines = [f'### Bag evaluation overhead per frame ({info.width} x {info.height}, '

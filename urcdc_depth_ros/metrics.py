@@ -97,18 +97,30 @@ def evaluate_depth(pred_m: np.ndarray, gt_m: np.ndarray, min_depth: float = 1e-3
     left out and reported through ``coverage`` (fraction of valid GT pixels with a prediction).
     Adds ``n`` (pixels evaluated).
     """
-    pred = np.asarray(pred_m, np.float64)
+    pred = np.asarray(pred_m)
     gt = np.asarray(gt_m, np.float64)
     if pred.shape != gt.shape:
         raise ValueError(f'prediction {pred.shape} and ground truth {gt.shape} differ in shape')
     mask = valid_mask(gt, min_depth, max_depth, crop)
     n_gt = int(mask.sum())
-    mask &= np.isfinite(pred)
-    p = np.clip(pred[mask], min_depth, max_depth)
-    out = depth_metrics(p, gt[mask])
-    out['n'] = int(mask.sum())
-    out['coverage'] = float(mask.sum() / n_gt) if n_gt else float('nan')
+    _, p, g = protocol_pairs(pred, gt, mask, min_depth, max_depth)
+    out = depth_metrics(p, g)
+    out['n'] = int(p.size)
+    out['coverage'] = float(p.size / n_gt) if n_gt else float('nan')
     return out
+
+
+def protocol_pairs(pred_m: np.ndarray, gt_m: np.ndarray, mask: np.ndarray, min_depth: float,
+                   max_depth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The evaluated pixels of one image: (selection, clamped predictions, GT).
+
+    ``selection`` is ``mask`` (from :func:`valid_mask`) less the pixels without a finite
+    prediction; predictions there are clamped to [min_depth, max_depth] (official protocol).
+    Only the selected values are converted to float64, never the whole image.
+    """
+    sel = mask & np.isfinite(pred_m)
+    p = np.clip(np.asarray(pred_m)[sel].astype(np.float64), min_depth, max_depth)
+    return sel, p, np.asarray(gt_m)[sel].astype(np.float64)
 
 
 def metrics_by_range(pred_m: np.ndarray, gt_m: np.ndarray,
@@ -222,5 +234,5 @@ def calibration_bins(error: np.ndarray, predicted_error: np.ndarray,
 
 __all__ = ['METRIC_NAMES', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'DEPTH_RANGES_M',
            'garg_crop_mask', 'eigen_crop_mask', 'nyu_eval_mask', 'valid_mask', 'depth_metrics',
-           'evaluate_depth', 'metrics_by_range', 'MetricAccumulator', 'sparsification_curve',
-           'ause_aurg', 'calibration_bins']
+           'evaluate_depth', 'protocol_pairs', 'metrics_by_range', 'MetricAccumulator',
+           'sparsification_curve', 'ause_aurg', 'calibration_bins']

@@ -36,9 +36,11 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, UrcdcDepthError
 from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
-                       depth_metrics, metrics_by_range, sparsification_curve, valid_mask)
+                       depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
+                       valid_mask)
 from . import bag_io
 from .lidar_gt import TX_MODES, lidar_depth, scale_intrinsics
+from .report import headline
 
 LOG = logging.getLogger(__name__)
 
@@ -187,7 +189,7 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         tx_mode: stereo ``P`` Tx rule, see :mod:`.lidar_gt`.
         max_frames: evaluate at most this many frames (the first ones).
         baselines: {label: earlier result (or its metrics.json)} shown beside this run in
-            the report (e.g. ``{'untrained': ...}``); see :func:`headline`.
+            the report (e.g. ``{'untrained': ...}``); see :func:`.report.headline`.
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -225,15 +227,6 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                         f'{result["frames"]["skip_reasons"]!r}'
                         + (f' (partial report in {str(out_dir)!r})' if out_dir else ''))
     return result
-
-
-def headline(result: Mapping) -> dict[str, float | None]:
-    """The figures a comparison shows: the nine metrics and AUSE/AURG (None when absent)."""
-    m = result.get('metrics', {})
-    u = result.get('uncertainty', {})
-    out = {k: m.get(k) for k in METRIC_NAMES}
-    out.update(ause=u.get('ause'), aurg=u.get('aurg'), frames=result.get('frames', {}).get('used'))
-    return out
 
 
 def load_baseline(spec: str) -> tuple[str, dict]:
@@ -606,18 +599,14 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
         fr.reason = 'no LiDAR return inside the image' + (
             f' ({ctx["crop"]} crop)' if ctx['crop'] else '')
         return
-    # same protocol as metrics.evaluate_depth (clamp, GT range, crop, NaN = no prediction)
-    # without its full-image float64 copies
-    sel = mask & np.isfinite(pred)
-    n_sel = int(np.count_nonzero(sel))
-    if n_sel == 0:
+    sel, p, g = protocol_pairs(pred, gt, mask, ctx['min_depth'], ctx['max_depth'])
+    if p.size == 0:
         fr.status, fr.reason = 'skipped', 'prediction is invalid (NaN) on every LiDAR pixel'
         return
-    p = np.clip(pred[sel], ctx['min_depth'], ctx['max_depth']).astype(np.float32)
-    g = gt[sel].astype(np.float32)
     m = depth_metrics(p, g)
-    m['n'] = n_sel
-    m['coverage'] = n_sel / int(np.count_nonzero(mask))
+    m['n'] = int(p.size)
+    m['coverage'] = p.size / int(np.count_nonzero(mask))
+    p, g = p.astype(np.float32), g.astype(np.float32)  # pooled for the report
     u = None
     if unc is not None and np.shape(unc) == pred.shape:
         u = np.asarray(unc, np.float32)[sel]

@@ -303,13 +303,20 @@ def _fig_latency(plt, result, series):
 COMPARE_KEYS = ('abs_rel', 'rms', 'd1', 'ause')  # headline figures of a comparison
 
 
+def headline(result: dict) -> dict[str, Any]:
+    """The figures a comparison shows: the nine metrics and AUSE/AURG (None when absent)."""
+    m = result.get('metrics', {})
+    u = result.get('uncertainty', {})
+    out = {k: m.get(k) for k in METRIC_NAMES}
+    out.update(ause=u.get('ause'), aurg=u.get('aurg'), frames=result.get('frames', {}).get('used'))
+    return out
+
+
 def _compare_rows(result: dict) -> list[tuple[str, dict]]:
     """[(label, headline)] with this run first, then result['baselines'] in order."""
     if not result.get('baselines'):
         return []
-    this = {k: result['metrics'].get(k) for k in METRIC_NAMES}
-    this['ause'] = result['uncertainty'].get('ause')
-    return [('this run', this)] + list(result['baselines'].items())
+    return [('this run', headline(result))] + list(result['baselines'].items())
 
 
 def _fig_compare(plt, result, series):
@@ -560,4 +567,4 @@ def render_html(result: dict, figs: dict[str, str]) -> str:
             + f'<h2>Samples</h2>{samples}</body></html>\n')
 
 
-__all__ = ['write_outputs', 'make_figures', 'render_markdown', 'render_html']
+__all__ = ['headline', 'write_outputs', 'make_figures', 'render_markdown', 'render_html']
