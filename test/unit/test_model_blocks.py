@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from urcdc_depth_ros.model.coupling import CouplingUnit
-from urcdc_depth_ros.model.layers import shifted_window_mask, window_partition
+from urcdc_depth_ros.model import layers
+from urcdc_depth_ros.model.layers import MASK_VALUE, shifted_window_mask, window_partition
 from urcdc_depth_ros.model.newcrf import PSP, CRFBlock, adaptive_avg_pool2d_static
-from urcdc_depth_ros.model.swin import PatchMerging, SwinTransformer
+from urcdc_depth_ros.model.swin import PatchMerging, SwinBlock, SwinTransformer
 
 
 def official_mask(hp: int, wp: int, ws: int, shift: int) -> torch.Tensor:
@@ -27,7 +28,44 @@ def official_mask(hp: int, wp: int, ws: int, shift: int) -> torch.Tensor:
 
 @pytest.mark.parametrize('hp,wp,ws,shift', [(14, 21, 7, 3), (7, 7, 7, 3), (24, 36, 12, 6)])
 def test_shifted_window_mask_equals_official_construction(hp, wp, ws, shift):
-    assert torch.equal(shifted_window_mask(hp, wp, ws, shift), official_mask(hp, wp, ws, shift))
+    # same regions; only the fill value differs (MASK_VALUE instead of -100)
+    ours, official = shifted_window_mask(hp, wp, ws, shift), official_mask(hp, wp, ws, shift)
+    assert torch.equal(ours != 0, official != 0)
+    assert set(ours.unique().tolist()) == {0.0, MASK_VALUE}
+
+
+def _subnormal_count(t: torch.Tensor) -> int:
+    return int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+
+
+@pytest.mark.parametrize('block', ['swin', 'crf'])
+def test_mask_value_keeps_subnormals_out_and_matches_the_official_mask(block, monkeypatch):
+    """-1e4 and the official -100 give the same block output; only -100 makes subnormals.
+
+    The block runs shifted on a 10x10 grid padded to 14x14, like every second block of the
+    network. The 4 padded rows/columns form regions of pad tokens only, whose values are 0
+    (zero bias at init; zero padding of v in the CRF block), so their projection input
+    (attention @ values) is nothing but the masked-out weights times real values: subnormal
+    with -100, exactly 0 with MASK_VALUE.
+    """
+    torch.manual_seed(0)
+    blk = (SwinBlock(32, 2, 7, shift_size=3) if block == 'swin'
+           else CRFBlock(32, 2, 7, shift_size=3)).eval()
+    torch.nn.init.zeros_(blk.attn.qkv.bias if block == 'swin' else blk.attn.qk.bias)
+    x, v = torch.randn(1, 10 * 10, 32), torch.randn(1, 10, 10, 32)
+    seen = []
+    blk.attn.proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+
+    def run():
+        with torch.inference_mode():
+            return blk(x, 10, 10) if block == 'swin' else blk(x, v, 10, 10)
+
+    ours = run()
+    monkeypatch.setattr(layers, '_shift_mask_cpu', lambda *a: official_mask(*a))
+    official = run()
+    torch.testing.assert_close(ours, official, rtol=0, atol=1e-6)
+    assert _subnormal_count(seen[0]) == 0
+    assert _subnormal_count(seen[1]) > 0  # what the official mask does (and why it is slow)
 
 
 @pytest.mark.parametrize('hw', [(11, 38), (7, 5), (3, 13), (1, 1), (12, 40)])

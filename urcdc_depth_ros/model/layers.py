@@ -81,6 +81,14 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel.sum(-1)
 
 
+# Logit offset between shifted-window regions. The official code adds -100; after softmax that
+# leaves weights of about exp(-100) = 3.7e-44, which are float32 *subnormals*. x86 GEMMs slow
+# down 10-30x on subnormal operands (a large07 forward went from ~5 s to ~10 s on CPU). -1e4
+# makes those weights exactly 0 instead; the output changes by < 1e-40 (below float32
+# resolution of any normal value), and -1e4 still fits float16 for GPU/TensorRT FP16.
+MASK_VALUE = -1e4
+
+
 @lru_cache(maxsize=32)
 def _shift_mask_cpu(hp: int, wp: int, ws: int, shift: int) -> torch.Tensor:
     """CPU mask for :func:`shifted_window_mask`, cached per size (never an inference tensor)."""
@@ -92,12 +100,12 @@ def _shift_mask_cpu(hp: int, wp: int, ws: int, shift: int) -> torch.Tensor:
         labels = (region(hp)[:, None] * 3 + region(wp)[None, :]).float()
         win = window_partition(labels[None, :, :, None], ws).squeeze(-1)  # (nW, ws*ws)
         diff = win[:, None, :] - win[:, :, None]
-        return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
+        return torch.where(diff != 0, torch.full_like(diff, MASK_VALUE), torch.zeros_like(diff))
 
 
 def shifted_window_mask(hp: int, wp: int, ws: int, shift: int,
                         device: torch.device | None = None) -> torch.Tensor:
-    """(nW, ws*ws, ws*ws) float32 mask: 0 within a region, -100 across regions (Swin SW-MSA).
+    """(nW, ws*ws, ws*ws) float32 mask: 0 within a region, MASK_VALUE across (Swin SW-MSA).
 
     ``hp``, ``wp`` are the padded sizes (multiples of ``ws``). Built from static sizes only,
     so tracing/ONNX export records it as a constant.

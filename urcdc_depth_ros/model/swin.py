@@ -2,7 +2,8 @@
 
 Adapted from Swin-Transformer-Object-Detection / NeWCRFs ``swin_transformer.py`` (MIT):
 patch-embed padding, padding to window multiples inside every block, PatchMerging that pads
-odd sizes, shifted windows with -100 masks, stochastic depth rising linearly over all blocks,
+odd sizes, shifted windows with region masks (-1e4 rather than the official -100, see
+``layers.MASK_VALUE``), stochastic depth rising linearly over all blocks,
 no absolute position embedding, and an extra LayerNorm ``norm{i}`` on each stage output (taken
 before PatchMerging). Parameter names follow the official checkpoints.
 """
