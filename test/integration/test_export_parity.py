@@ -43,6 +43,8 @@ def test_onnxruntime_matches_torch_within_a_millimetre(nano):
     with DepthEstimator.from_model(onnx_path, 'onnxruntime', cfg, providers='cpu') as ort_est, \
             DepthEstimator.from_model(ckpt_path, 'torch', cfg, device='cpu') as torch_est:
         assert ort_est.meta == torch_est.meta == meta
+        opts = ort_est.backend._session.get_session_options()
+        assert opts.get_session_config_entry('session.set_denormal_as_zero') == '1'
         for seed in (0, 1):
             a, b = ort_est.estimate(_image(seed), K), torch_est.estimate(_image(seed), K)
             assert np.isfinite(a.depth_m).sum() > 0.5 * 64 * 192
