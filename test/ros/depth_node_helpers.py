@@ -3,7 +3,6 @@ an rclpy probe node that publishes camera frames and collects the outputs (real 
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,49 +11,16 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
+from fixtures.models import make_onnx_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARAMS_FILE = os.path.join(REPO, 'config', 'depth.yaml')
 
 
 def tiny_onnx_model(tmp_dir: str, height: int = 64, width: int = 192) -> str:
-    """A random-weight URCDC-Depth ONNX model (the estimator's fixture) of input ``h x w``.
-
-    Falls back to a two-layer conv net with the same I/O contract (``image`` ->
-    ``depth``, ``uncertainty``, metadata ``urcdc_meta``) while that fixture is missing.
-    """
-    try:
-        from fixtures.models import make_onnx_model
-    except ImportError:
-        make_onnx_model = None
-    if make_onnx_model is not None:
-        onnx_path, _, _ = make_onnx_model(str(tmp_dir), height=height, width=width)
-        return str(onnx_path)
-    import onnx
-    import torch
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
-            self.b = torch.nn.Conv2d(8, 2, 3, padding=1)
-
-        def forward(self, x):
-            y = torch.sigmoid(self.b(torch.relu(self.a(x))))
-            return y[:, :1] * 80.0, y[:, 1:]
-
-    torch.manual_seed(0)
-    path = os.path.join(str(tmp_dir), f'tiny_{height}x{width}.onnx')
-    torch.onnx.export(Net().eval(), torch.zeros(1, 3, height, width), path,
-                      input_names=['image'], output_names=['depth', 'uncertainty'],
-                      opset_version=17, dynamo=False)
-    model = onnx.load(path)
-    meta = {'variant': 'tiny07', 'max_depth': 80.0, 'input_height': height,
-            'input_width': width, 'focal_px': 721.5377, 'dataset': 'random'}
-    entry = model.metadata_props.add()
-    entry.key, entry.value = 'urcdc_meta', json.dumps(meta)
-    onnx.save(model, path)
-    return path
+    """Path of a random-weight URCDC-Depth ONNX model (``fixtures.models``), h x w input."""
+    onnx_path, _, _ = make_onnx_model(str(tmp_dir), height=height, width=width)
+    return str(onnx_path)
 
 
 def node_command(model_path: str, *extra: str, params_file: str = PARAMS_FILE) -> list[str]:
