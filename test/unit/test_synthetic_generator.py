@@ -11,7 +11,7 @@ import pytest
 
 from urcdc_depth_ros.errors import ConfigError
 from urcdc_depth_ros.kitti_calib import KittiCalib, velodyne_to_depth
-from urcdc_training.synthetic import generate_dataset
+from urcdc_training.synthetic import encode_depth_png, generate_dataset
 from urcdc_training.synthetic.cli import main as synth_main
 from urcdc_training.synthetic.lidar import scan
 from urcdc_training.synthetic.scene import (CameraRays, StreetScene, make_street_scene,
@@ -44,6 +44,48 @@ def test_road_only_scene_depth_matches_plane_formula_per_row():
     np.testing.assert_allclose(depth[below], np.repeat(expected[:, None], W, 1), rtol=1e-5)
     assert np.isinf(depth[~below]).all()  # sky rows: no depth
     assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
+
+
+def _reference_depth(scene, origin, d):
+    """Nearest hit along rays ``origin + t d`` (d: (N, 3), z = 1), float64, one primitive at a
+    time; an independent check of the casters (slabs for boxes, quadratics for the rest)."""
+    o = np.asarray(origin, np.float64)
+    best = np.full(len(d), np.inf)
+
+    def keep(t, ok):
+        np.minimum(best, np.where(ok & (t > 1e-3), t, np.inf), out=best)
+
+    with np.errstate(divide='ignore', invalid='ignore'):
+        keep((scene.cam_height - o[1]) / d[:, 1], d[:, 1] > 0)
+        for lo, hi in zip(scene.box_lo, scene.box_hi):
+            t1, t2 = (lo - o) / d, (hi - o) / d
+            tmin = np.nanmax(np.minimum(t1, t2), 1)
+            keep(tmin, np.nanmin(np.maximum(t1, t2), 1) >= tmin)
+        for x, z, r, y0, y1 in scene.cyl:
+            a = d[:, 0] ** 2 + d[:, 2] ** 2
+            b = (o[0] - x) * d[:, 0] + (o[2] - z) * d[:, 2]
+            t = (-b - np.sqrt(b * b - a * ((o[0] - x) ** 2 + (o[2] - z) ** 2 - r * r))) / a
+            keep(t, (o[1] + t * d[:, 1] >= y0) & (o[1] + t * d[:, 1] <= y1))
+        for *c, r in scene.sph:
+            oc = o - c
+            a, b = (d * d).sum(1), d @ oc
+            keep((-b - np.sqrt(b * b - a * (oc @ oc - r * r))) / a, True)
+    return best
+
+
+@pytest.mark.parametrize('z', [0.0, 31.7])
+def test_camera_depth_is_the_exact_nearest_hit_of_every_ray(z):
+    calib = KittiCalib.default().scaled(W, H)
+    scene = make_street_scene(np.random.default_rng(5), -130.0, 300.0)
+    origin = np.array([0.2, 0.0, z])
+    rays = CameraRays(calib.K, W, H, origin)
+    _, depth = render_camera(scene, rays)
+    d = np.stack(np.broadcast_arrays(rays.u[None, :], rays.v[:, None], 1.0), -1)
+    ref = _reference_depth(scene, origin, d.reshape(-1, 3).astype(np.float64)).reshape(H, W)
+    assert np.array_equal(np.isinf(depth), np.isinf(ref))  # same sky
+    hit = np.isfinite(ref)
+    assert hit.mean() > 0.5
+    np.testing.assert_allclose(depth[hit], ref[hit], rtol=1e-4)
 
 
 def test_lidar_ground_truth_agrees_with_dense_depth():
@@ -111,17 +153,30 @@ def test_split_files_list_existing_pairs_with_focal(small_set):
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
-    kw = dict(drives=1, frames=1, width=160, height=48, test_drives=0)
+    kw = dict(drives=2, frames=2, width=160, height=48, test_drives=1)
     a = generate_dataset(str(tmp_path / 'a'), seed=1, **kw)
     b = generate_dataset(str(tmp_path / 'b'), seed=1, **kw)
     c = generate_dataset(str(tmp_path / 'c'), seed=2, **kw)
+    files = sorted(os.path.relpath(os.path.join(d, f), a.out_dir)
+                   for d, _, names in os.walk(a.out_dir) for f in names)
+    # 3 calib + info + 2 splits; per drive 4 timestamps; per frame image, scan, dense, GT.
+    assert len(files) == 6 + 2 * 4 + 2 * 2 * 4
+    for rel in files:
+        if rel != 'synthetic_info.json':  # holds the output paths
+            assert filecmp.cmp(os.path.join(a.out_dir, rel), os.path.join(b.out_dir, rel),
+                               shallow=False), rel
     rel = os.path.join(a.date, a.drives[0], 'image_02', 'data', '0000000000.png')
-    rel_bin = os.path.join(a.date, a.drives[0], 'velodyne_points', 'data', '0000000000.bin')
-    for r in (rel, rel_bin):
-        assert filecmp.cmp(os.path.join(a.raw_path, r), os.path.join(b.raw_path, r),
-                           shallow=False)
     assert not filecmp.cmp(os.path.join(a.raw_path, rel), os.path.join(c.raw_path, rel),
                            shallow=False)
+
+
+def test_depth_png_encoding_rounds_and_drops_invalid_values():
+    d = np.array([[0.5 / 256, 1.5 / 256, 10.0, 255.99, 256.1, 0.0, -1.0, np.inf, np.nan]])
+    expected = [[0, 2, 2560, 65533, 0, 0, 0, 0, 0]]
+    for dtype in (np.float32, np.float64):
+        out = encode_depth_png(d.astype(dtype))
+        assert out.dtype == np.uint16
+        np.testing.assert_array_equal(out, expected)
 
 
 def test_bad_counts_raise_config_error(tmp_path):

@@ -8,9 +8,12 @@ from nearest-hit ray casting.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+from itertools import product
+
 import numpy as np
 
-from .scene import RayGrid, StreetScene, cast, surface
+from .scene import RayGrid, StreetScene, cast, point_albedo
 
 MAX_RANGE_M = 120.0
 
@@ -18,6 +21,26 @@ MAX_RANGE_M = 120.0
 def beam_elevations_deg() -> np.ndarray:
     """(64,) beam elevations, degrees, top beam first."""
     return np.concatenate([np.linspace(2.0, -8.33, 32), np.linspace(-8.83, -24.8, 32)])
+
+
+@lru_cache(maxsize=2)
+def _directions(n_az: int, R_world_velo: bytes) -> tuple[np.ndarray, ...]:
+    """Unit beam x azimuth directions and their :meth:`RayGrid.terms`.
+
+    Returns (d_velo, d, inv, a_xz, a_all): d_velo (3, B, A) float64 in the Velodyne frame, d
+    float32 in the world frame. Cached: the sensor only translates from frame to frame.
+    """
+    el = np.deg2rad(beam_elevations_deg())
+    az = -np.pi + (2 * np.pi / n_az) * (np.arange(n_az) + 0.5)
+    ce, se = np.cos(el)[:, None], np.sin(el)[:, None]
+    d_velo = np.stack([ce * np.cos(az)[None, :], ce * np.sin(az)[None, :],
+                       np.broadcast_to(se, (len(el), n_az))])
+    R = np.frombuffer(R_world_velo).reshape(3, 3)
+    d = np.einsum('ij,jba->iba', R, d_velo).astype(np.float32)
+    out = (d_velo, d) + RayGrid.terms(d)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 class LidarRays(RayGrid):
@@ -31,44 +54,38 @@ class LidarRays(RayGrid):
         n_az = int(round(360.0 / azimuth_step_deg))
         self.az_step = 2 * np.pi / n_az
         self.az = -np.pi + self.az_step * (np.arange(n_az) + 0.5)
-        ce, se = np.cos(self.el)[:, None], np.sin(self.el)[:, None]
-        dv = np.stack([ce * np.cos(self.az)[None, :], ce * np.sin(self.az)[None, :],
-                       np.broadcast_to(se, (len(self.el), n_az))])  # (3, B, A) velo frame
-        self.d_velo = dv
-        self.d = np.einsum('ij,jba->iba', self.T_world_velo[:3, :3], dv).astype(np.float32)
-        self._prepare()
+        self.d_velo, self.d, self.inv, self.a_xz, self.a_all = _directions(
+            n_az, self.T_world_velo[:3, :3].tobytes())
 
-    def cells(self, lo, hi):
-        """Beam/azimuth indices that may hit the axis-aligned box [lo, hi] (world, m)."""
-        lo = np.asarray(lo, np.float64)
-        hi = np.asarray(hi, np.float64)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])])
+    def windows(self, lo, hi):
+        """Beam x azimuth ranges [r0, r1) x [c0, c1), (N, 4), that may hit boxes ``lo..hi``.
+
+        Conservative: the box's corners in the Velodyne frame bound its azimuths and elevations.
+        """
+        lo = np.asarray(lo, np.float64).reshape(-1, 3)
+        hi = np.asarray(hi, np.float64).reshape(-1, 3)
+        corners = np.stack([np.where(np.array(pick, bool), hi, lo)
+                            for pick in product((0, 1), repeat=3)], 1)  # (N, 8, 3)
         pv = (corners - self.origin) @ self.R_velo_world.T
-        vlo, vhi = pv.min(0), pv.max(0)  # conservative velo-frame box
+        vlo, vhi = pv.min(1), pv.max(1)  # conservative velo-frame box
         n_b, n_a = len(self.el), len(self.az)
-        inside_xy = vlo[0] <= 0 <= vhi[0] and vlo[1] <= 0 <= vhi[1]
-        if inside_xy:
-            return 0, n_b, 0, n_a
-        xs = np.array([vlo[0], vhi[0], vlo[0], vhi[0]])
-        ys = np.array([vlo[1], vlo[1], vhi[1], vhi[1]])
+        inside_xy = (vlo[:, 0] <= 0) & (0 <= vhi[:, 0]) & (vlo[:, 1] <= 0) & (0 <= vhi[:, 1])
+        xs = np.stack([vlo[:, 0], vhi[:, 0], vlo[:, 0], vhi[:, 0]], 1)
+        ys = np.stack([vlo[:, 1], vlo[:, 1], vhi[:, 1], vhi[:, 1]], 1)
         az = np.arctan2(ys, xs)
-        if az.max() - az.min() > np.pi:  # straddles +-180 deg (behind the sensor)
-            c0, c1 = 0, n_a
-        else:
-            c0 = max(int(np.floor((az.min() + np.pi) / self.az_step)) - 1, 0)
-            c1 = min(int(np.ceil((az.max() + np.pi) / self.az_step)) + 1, n_a)
-        rho_min = np.hypot(max(vlo[0], 0, -vhi[0]), max(vlo[1], 0, -vhi[1]))
-        rho_max = np.hypot(xs, ys).max()
-        el_hi = np.arctan2(vhi[2], rho_min if vhi[2] > 0 else rho_max)
-        el_lo = np.arctan2(vlo[2], rho_min if vlo[2] < 0 else rho_max)
+        all_az = inside_xy | (az.max(1) - az.min(1) > np.pi)  # around or behind the sensor
+        c0 = np.where(all_az, 0, np.floor((az.min(1) + np.pi) / self.az_step) - 1)
+        c1 = np.where(all_az, n_a, np.ceil((az.max(1) + np.pi) / self.az_step) + 1)
+        rho_min = np.hypot(np.maximum(np.maximum(vlo[:, 0], 0), -vhi[:, 0]),
+                           np.maximum(np.maximum(vlo[:, 1], 0), -vhi[:, 1]))
+        rho_max = np.hypot(xs, ys).max(1)
+        el_hi = np.arctan2(vhi[:, 2], np.where(vhi[:, 2] > 0, rho_min, rho_max))
+        el_lo = np.arctan2(vlo[:, 2], np.where(vlo[:, 2] < 0, rho_min, rho_max))
         # Beams are sorted by decreasing elevation.
-        r0 = int(np.searchsorted(-self.el, -el_hi, side='left')) - 1
-        r1 = int(np.searchsorted(-self.el, -el_lo, side='right')) + 1
-        r0, r1 = max(r0, 0), min(r1, n_b)
-        if r0 >= r1 or c0 >= c1:
-            return None
-        return r0, r1, c0, c1
+        r0 = np.where(inside_xy, 0, np.searchsorted(-self.el, -el_hi, side='left') - 1)
+        r1 = np.where(inside_xy, n_b, np.searchsorted(-self.el, -el_lo, side='right') + 1)
+        win = np.stack([r0, r1, c0, c1], 1)
+        return np.clip(win, 0, [n_b, n_b, n_a, n_a]).astype(np.int64)
 
 
 def scan(scene: StreetScene, T_world_velo: np.ndarray, azimuth_step_deg: float = 0.2,
@@ -85,16 +102,20 @@ def scan(scene: StreetScene, T_world_velo: np.ndarray, azimuth_step_deg: float =
     """
     rays = LidarRays(T_world_velo, azimuth_step_deg)
     hits = cast(scene, rays, max_range=max_range_m + 1.0)
-    t = hits.t
-    ok = np.isfinite(t) & (t <= max_range_m) & (t >= min_range_m)
-    b, a = np.nonzero(ok)
-    rng_m = t[b, a].astype(np.float64)
-    p_world = [rays.origin[k] + rays.d[k, b, a] * rng_m for k in range(3)]
-    albedo = surface(scene, p_world, hits.kind[b, a], hits.idx[b, a], textured=False)
+    t = hits.t.reshape(-1)
+    keep = np.flatnonzero((t <= max_range_m) & (t >= min_range_m))
+    rng_m = t.take(keep).astype(np.float64)
+    d = rays.d.reshape(3, -1)
+    p_world = [rays.origin[k] + d[k].take(keep) * rng_m for k in range(3)]
+    grey = point_albedo(scene, hits.kind.reshape(-1).take(keep), hits.idx.reshape(-1).take(keep),
+                        p_world)
     if range_noise_m > 0:
         if rng is None:
             raise ValueError('range_noise_m > 0 needs an rng')
         rng_m = rng_m + rng.normal(0.0, range_noise_m, rng_m.shape)
-    p_velo = rays.d_velo[:, b, a].T * rng_m[:, None]
-    intensity = np.clip(albedo.mean(1) * 0.9 + 0.05, 0, 1)
-    return np.concatenate([p_velo, intensity[:, None]], 1).astype(np.float32)
+    out = np.empty((len(keep), 4), np.float32)
+    d_velo = rays.d_velo.reshape(3, -1)
+    for k in range(3):
+        out[:, k] = d_velo[k].take(keep) * rng_m
+    out[:, 3] = np.clip(grey * 0.9 + 0.05, 0, 1)
+    return out
