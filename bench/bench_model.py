@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         variants = [v.strip() for v in args.variants.split(',') if v.strip()]
     else:
         variants = ['nano07', 'tiny07'] if args.quick else ['nano07', 'tiny07', 'large07']
-    runs = {'nano07': 5, 'tiny07': 3, 'large07': 2}
+    runs = {'nano07': 5, 'tiny07': 5, 'large07': 4}
     configs = []
     for v in variants:
         n = 1 if args.quick else runs.get(v, 2)

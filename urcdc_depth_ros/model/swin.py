@@ -89,8 +89,8 @@ class SwinBlock(nn.Module):
             x = torch.roll(x, shifts=(s, s), dims=(1, 2))
         if hp != h or wp != w:
             x = x[:, :h, :w, :].contiguous()
-        x = shortcut + self.drop_path(x.view(b, h * w, c))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.drop_path(x.view(b, h * w, c)).add_(shortcut)  # x is fresh: add in place
+        return self.drop_path(self.mlp(self.norm2(x))).add_(x)
 
 
 class PatchMerging(nn.Module):
