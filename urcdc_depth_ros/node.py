@@ -435,10 +435,14 @@ class DepthNode(LifecycleNode):
             cam = self._fallback_camera(frame)
         if cam is None:
             self.stats.count('no_intrinsics')
+            with self._cam_cond:
+                offsets = [(c.stamp_ns - frame.stamp_ns) * 1e-9 for c, _ in self._cam_infos]
+            nearest = (f'the nearest of the {len(offsets)} buffered is '
+                       f'{min(offsets, key=abs):+.3f} s away' if offsets else 'none buffered')
             self.get_logger().warning(
                 'no camera_info within camera_info_tolerance_s='
-                f'{self._cfg.camera_info_tolerance_s} s of the image stamp and no fallback '
-                'intrinsics (fx, fy, cx, cy); frame skipped', throttle_duration_sec=5.0)
+                f'{self._cfg.camera_info_tolerance_s} s of the image stamp ({nearest}) and no '
+                'fallback intrinsics (fx, fy, cx, cy); frame skipped', throttle_duration_sec=5.0)
             return
         h, w = frame.image.shape[:2]
         if (cam.width, cam.height) != (w, h):
