@@ -83,8 +83,8 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 # Logit offset between shifted-window regions. The official code adds -100; after softmax that
 # leaves weights of about exp(-100) = 3.7e-44, which are float32 *subnormals*. x86 GEMMs slow
-# down 10-30x on subnormal operands (a large07 forward went from ~5 s to ~10 s on CPU). -1e4
-# makes those weights exactly 0 instead; the output changes by < 1e-40 (below float32
+# down 10-30x on subnormal operands (with -100 a large07 CPU forward took 10 s, not 5). -1e4
+# makes those weights exactly 0 instead; attention outputs change by < 1e-40 (below float32
 # resolution of any normal value), and -1e4 still fits float16 for GPU/TensorRT FP16.
 MASK_VALUE = -1e4
 
