@@ -56,6 +56,29 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def relative_position_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(heads, N, N) bias from a ((2ws-1)^2, heads) table and its (N, N) index, N = ws*ws."""
+    n = index.shape[0]
+    return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+
+def window_softmax(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor,
+                   mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """Attention weights softmax(scale * q k^T + bias [+ mask]) over (B*nW, heads, N, d) windows.
+
+    ``bias`` (heads, N, N) is the relative-position bias, ``mask`` (nW, N, N) the shifted-window
+    mask or None. The sums go in place into the fresh logits: no extra (B*nW, heads, N, N)
+    tensors, which are tens of MB at stride 4.
+    """
+    attn = (q * scale) @ k.transpose(-2, -1)
+    attn = attn.add_(bias.unsqueeze(0))
+    if mask is not None:
+        b, heads, n, _ = attn.shape
+        nw = mask.shape[0]
+        attn = attn.view(b // nw, nw, heads, n, n).add_(mask[None, :, None]).view(b, heads, n, n)
+    return attn.softmax(dim=-1)
+
+
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
     """(B, H, W, C) with H, W multiples of ``ws`` -> (B * nW, ws * ws, C)."""
     b, h, w, c = x.shape

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (DropPath, Mlp, ceil_to, relative_position_index, shifted_window_mask,
-                     trunc_normal_, window_partition, window_reverse)
+from .layers import (DropPath, Mlp, ceil_to, relative_position_bias, relative_position_index,
+                     shifted_window_mask, trunc_normal_, window_partition, window_reverse,
+                     window_softmax)
 
 
 def adaptive_avg_pool2d_static(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -110,15 +111,9 @@ class CRFWindowAttention(nn.Module):
         b, n, c = x.shape
         qk = self.qk(x).reshape(b, n, 2, self.num_heads, c // self.num_heads)
         q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)
-        nn_ = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        bias = bias.view(nn_, nn_, -1).permute(2, 0, 1)
-        attn = (q * self.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(b // nw, nw, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(b, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
+        bias = relative_position_bias(self.relative_position_bias_table,
+                                      self.relative_position_index)
+        attn = window_softmax(q, k, bias, mask, self.scale)
         v = v.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
         x = (attn @ v).transpose(1, 2).reshape(b, n, c)
         return self.proj(x)

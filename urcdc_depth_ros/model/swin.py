@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (DropPath, Mlp, ceil_to, relative_position_index, shifted_window_mask,
-                     trunc_normal_, window_partition, window_reverse)
+from .layers import (DropPath, Mlp, ceil_to, relative_position_bias, relative_position_index,
+                     shifted_window_mask, trunc_normal_, window_partition, window_reverse,
+                     window_softmax)
 
 
 class WindowAttention(nn.Module):
@@ -37,21 +38,15 @@ class WindowAttention(nn.Module):
 
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) relative-position bias, N = ws*ws."""
-        n = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)
+        return relative_position_bias(self.relative_position_bias_table,
+                                      self.relative_position_index)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B*nW, N, C) tokens, optional (nW, N, N) mask -> (B*nW, N, C)."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attn = (q * self.scale) @ k.transpose(-2, -1) + self.position_bias().unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(b // nw, nw, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(b, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
+        attn = window_softmax(q, k, self.position_bias(), mask, self.scale)
         x = (attn @ v).transpose(1, 2).reshape(b, n, c)
         return self.proj(x)
 
