@@ -96,17 +96,15 @@ def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta:
     lo, hi = depth_range(meta, config)
     to_input = config.output_resolution == 'input'
     K_out = (geom.K_image if to_input else geom.K_model).copy()
-    if to_input and not (geom.mode == 'kb_crop' and geom.scaled_size == geom.image_size):
+    placed_back = geom.mode == 'kb_crop' and geom.scaled_size == geom.image_size
+    if to_input and not placed_back:
         # resampled: interpolate the network's maps, then derive validity and uncertainty
         depth = to_input_resolution(depth, geom)
         confidence = to_input_resolution(confidence, geom)
-        depth, uncertainty = _valid_depth_and_uncertainty(depth, confidence, lo, hi,
-                                                          config.uncertainty)
-        return depth, uncertainty, confidence, K_out
-    # the window is placed back unchanged: the same values computed on the smaller map
     depth, uncertainty = _valid_depth_and_uncertainty(depth, confidence, lo, hi,
                                                       config.uncertainty)
-    if to_input:
+    if to_input and placed_back:
+        # the crop goes back unchanged: the same values, computed on the smaller map
         depth, uncertainty, confidence = (to_input_resolution(a, geom)
                                           for a in (depth, uncertainty, confidence))
     return depth, uncertainty, confidence, K_out
