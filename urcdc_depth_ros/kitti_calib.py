@@ -169,9 +169,13 @@ def project_to_depth(points_cam: np.ndarray, K: np.ndarray, width: int, height: 
     pts = np.asarray(points_cam, np.float64)[:, :3]
     pts = pts[np.isfinite(pts).all(axis=1) & (pts[:, 2] > min_depth)]
     uvw = pts @ K.T
-    u = np.round(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-    v = np.round(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
-    z = pts[:, 2]
+    uf, vf = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
+    # reason: most of a LiDAR scan falls outside the image; a loose test on the unrounded
+    # coordinates drops it before the exact rounding and bounds test below
+    near = np.flatnonzero((uf > -1) & (uf < width) & (vf > -1) & (vf < height))
+    u = np.round(uf.take(near)).astype(np.int64)
+    v = np.round(vf.take(near)).astype(np.int64)
+    z = pts[:, 2].take(near)
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     u, v, z = u[inside], v[inside], z[inside]
     depth = np.full(height * width, np.inf)
@@ -186,7 +190,23 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return p @ T[:3, :3].T + T[:3, 3]
 
 
+def points_to_depth(points: np.ndarray, T_cam_points: np.ndarray, K: np.ndarray, width: int,
+                    height: int, min_depth: float = 0.1) -> np.ndarray:
+    """Sensor-frame points (N, 3+) -> (height, width) float32 sparse camera depth, metres.
+
+    ``T_cam_points`` (4, 4) maps the points into the camera optical frame; then as
+    :func:`project_to_depth`. Points behind the camera (half of a 360-degree scan) are
+    dropped before the transform.
+    """
+    T = np.asarray(T_cam_points, np.float64)
+    pts = np.asarray(points)[:, :3]
+    with np.errstate(invalid='ignore'):
+        # loose (1 um): project_to_depth applies the exact min_depth test after the transform
+        ahead = pts @ T[2, :3] + T[2, 3] > min_depth - 1e-6
+    return project_to_depth(transform_points(T, np.compress(ahead, pts, axis=0)), K,
+                            int(width), int(height), min_depth=min_depth)
+
+
 def velodyne_to_depth(points_velo: np.ndarray, calib: KittiCalib) -> np.ndarray:
     """Velodyne scan (N, 4) x, y, z, intensity -> (H, W) float32 sparse depth of the camera."""
-    return project_to_depth(transform_points(calib.T_cam_velo, points_velo), calib.K,
-                            calib.width, calib.height)
+    return points_to_depth(points_velo, calib.T_cam_velo, calib.K, calib.width, calib.height)

@@ -77,21 +77,6 @@ def encode_depth_png(depth_m: np.ndarray) -> np.ndarray:
     return np.rint(scaled, out=np.zeros_like(scaled), where=ok).astype(np.uint16)
 
 
-def _in_view(points: np.ndarray, calib: KittiCalib, margin_px: float = 2.0) -> np.ndarray:
-    """Mask of Velodyne points (N, 4) that may project into the image.
-
-    A float32 test with a margin of ``margin_px`` pixels and 5 cm in depth: projecting only
-    these points gives the same depth image as projecting all of them, with less work.
-    """
-    P = (calib.K @ calib.T_cam_velo[:3]).astype(np.float32)  # Velodyne -> pixels x depth
-    # Explicit float32 sums: a multi-threaded BLAS product stalls when the other cores are busy.
-    u, v, w = (P[k, 0] * points[:, 0] + P[k, 1] * points[:, 1] + P[k, 2] * points[:, 2]
-               + P[k, 3] for k in range(3))
-    m = np.float32(margin_px)
-    return (w > 0.05) & (u > -m * w) & (u < (calib.width - 1 + m) * w) \
-        & (v > -m * w) & (v < (calib.height - 1 + m) * w)
-
-
 def _write_png(path: str, img: np.ndarray) -> None:
     if not cv2.imwrite(path, img, PNG_FLAGS):
         raise OSError(f'could not write {path!r}')
@@ -132,7 +117,7 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
         T_world_cam = np.eye(4)
         T_world_cam[:3, 3] = origin
         points = scan(scene, T_world_cam @ T_cam_velo, lidar_azimuth_step_deg)
-        gt = velodyne_to_depth(points[_in_view(points, calib)], calib)
+        gt = velodyne_to_depth(points, calib)
         _write_png(os.path.join(dirs['image_02/data'], name + '.png'),
                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         _write_png(os.path.join(dirs['dense_depth/image_02'], name + '.png'),

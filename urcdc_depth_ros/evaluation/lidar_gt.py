@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kitti_calib import project_to_depth, transform_points
+from ..kitti_calib import points_to_depth
 
 TX_MODES = ('auto', 'tf', 'apply')
 
@@ -62,19 +62,7 @@ def lidar_depth(points_lidar: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray
     Kp, offset = intrinsics_and_offset(K, P, tx_mode)
     T = np.asarray(T_cam_lidar, np.float64).copy()
     T[:3, 3] += offset
-    pts = np.asarray(points_lidar)[:, :3]
-    # reason: a 360-degree scan is mostly outside the image; culling by depth and a loose
-    # frustum before the exact projection keeps this under ~3 ms for 120k points.
-    z = pts @ T[2, :3] + T[2, 3]
-    pts = np.compress(z > min_depth, pts, axis=0)
-    pts = transform_points(T, pts)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        uvw = pts @ Kp.T
-        u = uvw[:, 0] / uvw[:, 2]
-        v = uvw[:, 1] / uvw[:, 2]
-        near_view = (u > -1) & (u < width) & (v > -1) & (v < height)
-    pts = np.compress(near_view, pts, axis=0)
-    return project_to_depth(pts, Kp, int(width), int(height), min_depth=min_depth)
+    return points_to_depth(points_lidar, T, Kp, width, height, min_depth=min_depth)
 
 
 def scale_intrinsics(K: np.ndarray, from_wh: tuple[int, int],
