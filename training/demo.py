@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from urcdc_depth_ros.errors import UrcdcDepthError
 
@@ -74,23 +74,16 @@ def _done(t0: float, what: str) -> None:
 
 
 def make_data(out: str, prof: DemoProfile, seed: int):
-    """Step 1: the synthetic data set (reused when ``dataset.json`` matches the profile)."""
-    from .synthetic import generate_dataset
-    from .synthetic.writer import DatasetInfo
-    marker = os.path.join(out, 'data', 'dataset.json')
-    want = {'drives': prof.drives, 'frames': prof.frames, 'width': prof.width,
-            'height': prof.height, 'seed': seed}
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            saved = json.load(f)
-        if saved.get('request') == want:
-            return DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in saved['info'].items()}), True
-    info = generate_dataset(os.path.join(out, 'data'), drives=prof.drives, frames=prof.frames,
-                            seed=seed, width=prof.width, height=prof.height, test_drives=1,
-                            progress=True)
-    with open(marker, 'w') as f:
-        json.dump({'request': want, 'info': asdict(info)}, f, indent=2)
+    """Step 1: the synthetic data set, reused when its ``synthetic_info.json`` fits the profile."""
+    from .synthetic.writer import generate_dataset, read_dataset_info
+    data = os.path.join(out, 'data')
+    info = read_dataset_info(data)
+    if info is not None and (len(info.drives), len(info.test_drives), info.frames, info.width,
+                             info.height, info.seed) == (prof.drives, 1, prof.frames,
+                                                         prof.width, prof.height, seed):
+        return info, True
+    info = generate_dataset(data, drives=prof.drives, frames=prof.frames, seed=seed,
+                            width=prof.width, height=prof.height, test_drives=1, progress=True)
     return info, False
 
 

@@ -43,7 +43,7 @@ def test_rerun_reuses_data_checkpoint_export_and_bag(demo):
     out, first = demo
     kept = {p: os.path.getmtime(p) for p in (
         first['checkpoint'], first['onnx'], os.path.join(first['bag'], 'metadata.yaml'),
-        str(out / 'data' / 'dataset.json'))}
+        str(out / 'data' / 'synthetic_info.json'))}
     again = run_demo(str(out), profile='fast')
     assert {p: os.path.getmtime(p) for p in kept} == kept
     assert again['abs_rel'] == pytest.approx(first['abs_rel'], rel=1e-5)

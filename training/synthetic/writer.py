@@ -5,7 +5,7 @@ import datetime as _dt
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ FRAME_DT_S = 0.1036  # KITTI's camera period, seconds (about 9.65 Hz)
 DEPTH_SCALE = 256.0  # uint16 PNG value per metre (KITTI convention)
 # Fast deflate, no per-row PNG filter (cv2's default adaptive filtering costs more than the
 # compression saves here). Files stay ordinary, lossless PNGs.
+INFO_FILE = 'synthetic_info.json'  # written last: the DatasetInfo fields + generator settings
 PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
@@ -137,6 +138,17 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
             f.write('\n'.join(lines) + '\n')
 
 
+def read_dataset_info(out_dir: str) -> DatasetInfo | None:
+    """The DatasetInfo of a finished :func:`generate_dataset` run in ``out_dir``; None if none."""
+    try:
+        with open(os.path.join(out_dir, INFO_FILE)) as f:
+            meta = json.load(f)
+        return DatasetInfo(**{k.name: tuple(meta[k.name]) if isinstance(meta[k.name], list)
+                              else meta[k.name] for k in fields(DatasetInfo)})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def generate_dataset(out_dir: str, drives: int = 2, frames: int = 5, seed: int = 0,
                      width: int = 1242, height: int = 375, test_drives: int = 1,
                      date: str = DEFAULT_DATE, lidar_azimuth_step_deg: float | None = None,
@@ -192,7 +204,7 @@ def generate_dataset(out_dir: str, drives: int = 2, frames: int = 5, seed: int =
     meta = asdict(info)
     meta.update(cam_height_m=StreetScene.empty().cam_height, depth_scale=DEPTH_SCALE,
                 lidar_azimuth_step_deg=lidar_azimuth_step_deg)
-    with open(os.path.join(out_dir, 'synthetic_info.json'), 'w') as f:
+    with open(os.path.join(out_dir, INFO_FILE), 'w') as f:
         json.dump(meta, f, indent=1)
     log.info('wrote %d drives x %d frames (%dx%d, fx %.4f px) to %s', drives, frames, width,
              height, fx, out_dir)
