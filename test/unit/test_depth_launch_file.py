@@ -39,9 +39,13 @@ def _consts(node):
     return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
 
 
+def _assigns(node, name: str) -> bool:
+    """``node`` is an assignment ``name = ...``."""
+    return isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == name
+
+
 def _param_args(tree) -> set:
-    (node,) = [n for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               and getattr(n.targets[0], 'id', '') == 'PARAM_ARGS']
+    (node,) = [n for n in ast.walk(tree) if _assigns(n, 'PARAM_ARGS')]
     return set(_consts(node.value))
 
 
@@ -49,7 +53,7 @@ def _launch_function(name: str):
     """``name`` from the launch file, compiled alone (launch itself does not import here)."""
     tree = _tree(LAUNCH)
     keep = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == name)
-            or (isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'PARAM_ARGS')]
+            or _assigns(n, 'PARAM_ARGS')]
     namespace: dict = {}
     exec(compile(ast.Module(body=keep, type_ignores=[]), LAUNCH, 'exec'), namespace)
     return namespace[name]
@@ -80,11 +84,9 @@ def test_only_the_parameter_arguments_given_override_the_params_file():
 def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_files():
     tree = _tree(LAUNCH)
     (node,) = _calls(tree, 'Node')
-    package = {n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               and getattr(n.targets[0], 'id', '') == 'PACKAGE'}
+    package = {n.value.value for n in ast.walk(tree) if _assigns(n, 'PACKAGE')}
     setup_tree = _tree(os.path.join(REPO, 'setup.py'))
-    setup_pkg = {n.value.value for n in ast.walk(setup_tree) if isinstance(n, ast.Assign)
-                 and getattr(n.targets[0], 'id', '') == 'PACKAGE'}
+    setup_pkg = {n.value.value for n in ast.walk(setup_tree) if _assigns(n, 'PACKAGE')}
     assert package == setup_pkg == {'urcdc_depth_ros'}
     assert isinstance(_kw(node, 'package'), ast.Name)  # PACKAGE
     executable = _kw(node, 'executable').value
