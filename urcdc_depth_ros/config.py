@@ -14,6 +14,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KITTI_FOCAL_PX = 721.5377  # fx of KITTI's 2011_09_26 colour camera (image_02), pixels
 NYU_FOCAL_PX = 518.8579
+#: numeric precision of an exported graph: ``fp32``; ``fp16`` (mixed, FP32 I/O, norms, softmax
+#: and heads); ``int8`` (QuantizeLinear/DequantizeLinear pairs around the convs and matmuls)
+MODEL_PRECISIONS = ('fp32', 'fp16', 'int8')
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class ModelMeta:
             the estimator rescales depth by ``fx_camera / focal_px`` for other cameras.
         min_depth: smallest depth reported as valid, metres.
         dataset: what the weights were trained on (free text, e.g. ``'kitti_eigen'``).
+        precision: numeric precision of the exported graph, one of :data:`MODEL_PRECISIONS`
+            (``'fp32'`` for checkpoints; ``urcdc-export onnx --precision`` sets it).
     """
 
     variant: str = 'tiny07'
@@ -40,6 +45,7 @@ class ModelMeta:
     focal_px: float = KITTI_FOCAL_PX
     min_depth: float = 1e-3
     dataset: str = 'unknown'
+    precision: str = 'fp32'
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (JSON/YAML/ONNX-metadata friendly)."""
@@ -81,6 +87,10 @@ class ModelMeta:
                               f'{self.mean!r}/{self.std!r}')
         if not (self.focal_px > 0):
             raise ConfigError(f'focal_px must be > 0, got {self.focal_px!r}')
+        if self.precision not in MODEL_PRECISIONS:
+            raise ConfigError(f'precision {self.precision!r} is not one of '
+                              f'{list(MODEL_PRECISIONS)}; re-export with `urcdc-export onnx '
+                              '--precision fp32|fp16|int8`')
 
 
 @dataclass(frozen=True)
@@ -215,4 +225,4 @@ def estimator_config_from_params(params: Mapping[str, Any]) -> EstimatorConfig:
 __all__ = ['ModelMeta', 'EstimatorConfig', 'NodeConfig', 'replace_known',
            'load_node_params', 'estimator_config_from_params',
            'IMAGENET_MEAN', 'IMAGENET_STD',
-           'KITTI_FOCAL_PX', 'NYU_FOCAL_PX']
+           'KITTI_FOCAL_PX', 'NYU_FOCAL_PX', 'MODEL_PRECISIONS']

@@ -17,11 +17,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
+from ..config import MODEL_PRECISIONS
 from ..errors import BackendError
 
 LOG = logging.getLogger(__name__)
 
-PRECISIONS = ('fp32', 'fp16', 'int8')
+PRECISIONS = MODEL_PRECISIONS
 SIDECAR_SUFFIX = '.json'
 #: sidecar fields an engine must match to run here
 DEVICE_FIELDS = ('gpu_name', 'compute_capability', 'tensorrt_version')
