@@ -1,15 +1,18 @@
-"""``urcdc-export``: torch checkpoint -> ONNX (inference path only) -> TensorRT engine.
+"""``urcdc-export``: torch checkpoint -> ONNX (FP32, FP16 or INT8 QDQ) -> TensorRT engine.
 
 ``urcdc-export onnx --checkpoint C [--variant V] --height 352 --width 1216 --out model.onnx``
 writes the Transformer branch (depth + uncertainty; the CNN branch is training-only) with
 input ``image`` (N,3,H,W) float32 normalised and outputs ``depth`` (N,1,H,W) metres and
 ``uncertainty`` (N,1,H,W) in [0,1]; fixed shapes (batch optionally dynamic), opset >= 17,
 ``onnx.checker``-clean, simplified with onnxslim, and the :class:`ModelMeta` in metadata_props.
+``--precision fp16`` / ``int8 --calib-images DIR`` converts the graph afterwards
+(:mod:`.onnx_precision`).
 
-``urcdc-export tensorrt --onnx model.onnx --fp16 [--int8 --calib-images DIR] [--dla-core N]``
-builds a TensorRT 10 engine + JSON sidecar with
+``urcdc-export tensorrt --onnx model.onnx [--precision auto] [--dla-core N]`` builds a strongly
+typed TensorRT engine + JSON sidecar with
 :func:`urcdc_depth_ros.inference.tensorrt_build.build_engine` (the same code the runtime uses
-to build on first start) and always prints the equivalent ``trtexec`` command.
+to build on first start) and always prints the equivalent ``trtexec`` command. It imports no
+torch (torch is imported by the ``onnx`` command only), so it runs on a Jetson.
 """
 from __future__ import annotations
 
@@ -22,28 +25,35 @@ import sys
 import warnings
 from typing import Sequence
 
-import torch
-from torch import nn
-
-from urcdc_depth_ros.config import ModelMeta
+from urcdc_depth_ros.config import MODEL_PRECISIONS, ModelMeta
 from urcdc_depth_ros.errors import BackendError, UrcdcDepthError
 from urcdc_depth_ros.inference.base import INPUT_NAME, META_KEY, OUTPUT_NAMES, file_sha256
-from urcdc_depth_ros.inference.tensorrt_build import TRT10_SUPPORTED_OPS, trtexec_command
+from urcdc_depth_ros.inference.tensorrt_build import (BUILD_PRECISIONS, TRT10_SUPPORTED_OPS,
+                                                      trtexec_command)
+
+from .onnx_precision import DEFAULT_CALIBRATION_FRAMES
 
 LOG = logging.getLogger('urcdc_training.export')
 MIN_OPSET = 17
 
 
-class TransformerInference(nn.Module):
-    """Exportable wrapper: image -> (depth, uncertainty) of the Transformer branch only."""
+def transformer_inference(net):
+    """Exportable ``nn.Module``: image -> (depth, uncertainty) of the Transformer branch only.
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
+    Built on call so that importing this module (``urcdc-export tensorrt``) needs no torch.
+    """
+    from torch import nn
 
-    def forward(self, image: torch.Tensor):  # noqa: D102
-        out = self.net(image, with_cnn=False)
-        return out.depth, out.uncertainty
+    class TransformerInference(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):  # noqa: D102
+            out = self.net(image, with_cnn=False)
+            return out.depth, out.uncertainty
+
+    return TransformerInference()
 
 
 def metadata_props(meta: ModelMeta, checkpoint_sha256: str | None = None,
@@ -54,6 +64,7 @@ def metadata_props(meta: ModelMeta, checkpoint_sha256: str | None = None,
         META_KEY: meta_json,
         'urcdc_meta_sha256': hashlib.sha256(meta_json.encode()).hexdigest(),
         'variant': meta.variant,
+        'precision': meta.precision,
         'max_depth': repr(float(meta.max_depth)),
         'input_size': f'{meta.input_height}x{meta.input_width}',
         'mean': json.dumps(list(meta.mean)),
@@ -85,7 +96,7 @@ def shape_problems(model, dynamic_batch: bool = False) -> list[str]:
     return problems
 
 
-def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
+def export_onnx(net, meta: ModelMeta, out_path: str | os.PathLike,
                 dynamic_batch: bool = False, opset: int = MIN_OPSET, simplify: bool = True,
                 checkpoint_sha256: str | None = None) -> str:
     """Export the Transformer inference path of ``net`` to ONNX.
@@ -103,6 +114,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
         ``out_path`` as str.
     """
     import onnx
+    import torch
 
     if opset < MIN_OPSET:
         raise BackendError(f'opset {opset} < {MIN_OPSET}: LayerNormalization needs opset 17; '
@@ -110,7 +122,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
     meta.validate()
     out_path = os.fspath(out_path)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    wrapper = TransformerInference(net).eval()
+    wrapper = transformer_inference(net).eval()
     x = torch.zeros(1, 3, meta.input_height, meta.input_width)
     dynamic_axes = None
     if dynamic_batch:
@@ -161,8 +173,10 @@ def _pin_io_shapes(model, meta: ModelMeta, dynamic_batch: bool) -> None:
 
 
 def load_network(checkpoint: str | None, variant: str | None, max_depth: float | None,
-                 seed: int = 0) -> tuple[nn.Module, ModelMeta | None, str | None]:
+                 seed: int = 0):
     """(net in eval mode, meta from the checkpoint or None, checkpoint sha256 or None)."""
+    import torch
+
     from urcdc_depth_ros.model import build_model, load_weights, read_checkpoint
 
     if checkpoint is None:
@@ -198,12 +212,30 @@ def _checkpoint_meta(ckpt) -> ModelMeta | None:
     return None
 
 
+def _calibration_frames(args, meta: ModelMeta):
+    """INT8 calibration inputs from ``--calib-images`` or ``--calib-data``/``--calib-split``."""
+    from . import onnx_precision as op
+
+    if args.calib_images:
+        paths = op.list_calibration_images(args.calib_images)
+    elif args.calib_data and args.calib_split:
+        paths = op.split_images(args.calib_data, args.calib_split)
+    else:
+        raise BackendError('--precision int8 needs calibration frames: --calib-images DIR, or '
+                           '--calib-data DIR --calib-split FILE (a KITTI-format data set)')
+    return op.calibration_inputs(op.pick_frames(paths, args.calib_count), meta)
+
+
 def _cmd_onnx(args) -> int:
+    import tempfile
+
+    from .onnx_precision import write_precision
+
     net, meta, sha = load_network(None if args.random_weights else args.checkpoint,
                                   args.variant, args.max_depth, args.seed)
     # without metadata (official checkpoints), the variant is the network actually built
     base = meta or ModelMeta(variant=net.variant, max_depth=net.max_depth)
-    overrides = {'variant': net.variant}
+    overrides = {'variant': net.variant, 'precision': 'fp32'}
     if args.height:
         overrides['input_height'] = args.height
     if args.width:
@@ -213,8 +245,19 @@ def _cmd_onnx(args) -> int:
     if args.focal_px:
         overrides['focal_px'] = args.focal_px
     meta = ModelMeta.from_dict({**base.to_dict(), **overrides})
-    export_onnx(net, meta, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                simplify=not args.no_simplify, checkpoint_sha256=sha)
+    # calibration frames are read first, so a bad --calib-images fails before the export
+    frames = _calibration_frames(args, meta) if args.precision == 'int8' else None
+    if args.precision == 'fp32':
+        export_onnx(net, meta, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                    simplify=not args.no_simplify, checkpoint_sha256=sha)
+    else:
+        directory = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            fp32 = os.path.join(tmp, 'fp32.onnx')
+            export_onnx(net, meta, fp32, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                        simplify=not args.no_simplify, checkpoint_sha256=sha)
+            write_precision(fp32, args.out, args.precision, frames)
     sys.stdout.write(f'{args.out}\n')
     return 0
 
@@ -222,27 +265,28 @@ def _cmd_onnx(args) -> int:
 def _cmd_tensorrt(args) -> int:
     from urcdc_depth_ros.inference import engine_cache, tensorrt_build
 
-    precision = 'int8' if args.int8 else ('fp32' if args.fp32 else 'fp16')
+    meta = tensorrt_build.read_onnx_meta(args.onnx, required=False)
+    onnx_precision = meta.precision if meta is not None else 'fp32'
+    trt_major = args.trt_major
+    trt = None
+    if not args.print_only:
+        trt, _ = tensorrt_build.import_tensorrt()
+        trt_major = tensorrt_build.tensorrt_major(trt)
+    precision, strongly_typed = tensorrt_build.plan_precision(onnx_precision, args.precision,
+                                                             trt_major)
     engine = args.out or os.path.splitext(args.onnx)[0] + f'.{precision}.engine'
-    calib_cache = args.calib_cache or engine + '.calib'
-    try:
-        fp32_layers = tensorrt_build.fp32_node_names(args.onnx) if precision != 'fp32' else []
-    except Exception as exc:  # reason: onnx raises protobuf DecodeError for corrupt files
-        raise BackendError(f'cannot read {args.onnx!r} as ONNX ({exc})') from exc
-    cmd = trtexec_command(args.onnx, engine, precision, args.workspace_mb, args.timing_cache,
-                          args.dla_core, calib_cache if precision == 'int8' else None,
-                          fp32_layers)
-    sys.stdout.write(f'equivalent trtexec command:\n{cmd}\n')
+    fp32_layers = [] if strongly_typed else tensorrt_build.fp32_node_names(args.onnx)
+    cmd = trtexec_command(args.onnx, engine, precision, strongly_typed, args.workspace_mb,
+                          args.timing_cache, args.dla_core, fp32_layers, trt_major)
+    sys.stdout.write(f'equivalent trtexec command (TensorRT {trt_major}.x):\n{cmd}\n')
     sys.stdout.flush()
     if args.print_only:
         return 0
-    trt, _ = tensorrt_build.import_tensorrt()
     with tensorrt_build.cuda_context(args.device):
         device = tensorrt_build.current_device_info(args.device)
         info = tensorrt_build.build_engine(
-            args.onnx, engine, precision=precision, workspace_mb=args.workspace_mb,
-            timing_cache=args.timing_cache, dla_core=args.dla_core,
-            calib_images=args.calib_images, calib_cache=calib_cache)
+            args.onnx, engine, precision=args.precision, workspace_mb=args.workspace_mb,
+            timing_cache=args.timing_cache, dla_core=args.dla_core, meta=meta)
     key = engine_cache.EngineKey.for_device(device, file_sha256(args.onnx), precision,
                                             args.dla_core)
     engine_cache.write_sidecar(engine, key, **info)
@@ -271,16 +315,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument('--opset', type=int, default=MIN_OPSET)
     o.add_argument('--no-simplify', action='store_true', help='skip onnxslim')
     o.add_argument('--seed', type=int, default=0, help='seed for --random-weights')
+    o.add_argument('--precision', choices=MODEL_PRECISIONS, default='fp32',
+                   help='fp32; fp16 (mixed: norms, softmax, heads and I/O stay FP32); int8 '
+                   '(QDQ, per-channel weights, calibrated on --calib-images frames)')
+    o.add_argument('--calib-images', help='INT8: directory of frames from the target camera')
+    o.add_argument('--calib-data', help='INT8: KITTI-format data directory (with --calib-split)')
+    o.add_argument('--calib-split', help='INT8: split file listing images under --calib-data')
+    o.add_argument('--calib-count', type=int, default=DEFAULT_CALIBRATION_FRAMES,
+                   help='INT8: frames used, spread evenly over the source '
+                   f'(default {DEFAULT_CALIBRATION_FRAMES}, at least 8)')
     o.set_defaults(func=_cmd_onnx)
-    t = sub.add_parser('tensorrt', help='ONNX -> TensorRT 10 engine + JSON sidecar')
+    t = sub.add_parser('tensorrt', help='ONNX -> strongly typed TensorRT engine + sidecar '
+                       '(no torch needed)')
     t.add_argument('--onnx', required=True)
     t.add_argument('--out', help='engine path (default: <onnx>.<precision>.engine)')
-    p = t.add_mutually_exclusive_group()
-    p.add_argument('--fp16', action='store_true', help='FP16 (default); norms/softmax in FP32')
-    p.add_argument('--int8', action='store_true', help='INT8 entropy calibration (+FP16)')
-    p.add_argument('--fp32', action='store_true')
-    t.add_argument('--calib-images', help='directory of calibration frames (INT8)')
-    t.add_argument('--calib-cache', help='calibration cache (default <engine>.calib)')
+    t.add_argument('--precision', choices=BUILD_PRECISIONS, default='auto',
+                   help="auto (default): the ONNX graph's own precision; fp16 from an FP32 "
+                   'ONNX works on TensorRT < 11 only (weakly typed)')
+    t.add_argument('--trt-major', type=int, default=10,
+                   help='TensorRT major version for --print-only (default 10)')
     t.add_argument('--dla-core', type=int, default=None, help='DLA core, with GPU fallback')
     t.add_argument('--workspace-mb', type=int, default=2048)
     t.add_argument('--timing-cache', help='timing cache file (read and updated)')

@@ -1,4 +1,4 @@
-"""TensorRT 10 backend (Jetson / desktop GPU): tensorrt + pycuda + numpy, no torch.
+"""TensorRT 10.3-11.x backend (Jetson / desktop GPU): tensorrt + pycuda + numpy, no torch.
 
 Accepts a serialized engine (``.engine``/``.plan`` with its JSON sidecar from
 ``urcdc-export tensorrt``) or an ONNX file, which is built into the engine cache on first
@@ -21,7 +21,8 @@ from ..config import ModelMeta
 from ..errors import BackendError
 from .base import INPUT_NAME, OUTPUT_NAMES, check_input, require_file
 from .engine_cache import check_engine_compatible, ensure_engine
-from .tensorrt_build import build_engine, current_device_info, import_tensorrt, read_onnx_meta
+from .tensorrt_build import (build_engine, current_device_info, import_tensorrt,
+                             plan_precision, read_onnx_meta)
 
 LOG = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ class TensorRTBackend:
 
     Args:
         model_path: ``.engine``/``.plan`` (+ ``.json`` sidecar) or ``.onnx`` (built and cached).
-        precision: engine precision when building from ONNX: ``'fp32' | 'fp16' | 'int8'``.
+        precision: engine precision when building from ONNX: ``'auto'`` (the graph's own,
+            from ``urcdc-export onnx --precision``) or ``'fp32' | 'fp16' | 'int8'``, which must
+            match the graph (see :func:`tensorrt_build.plan_precision`).
         device: CUDA device index.
         cache_dir: engine cache directory (default :func:`engine_cache.default_cache_dir`).
-        workspace_mb, timing_cache, dla_core, calib_images: build options
+        workspace_mb, timing_cache, dla_core: build options
             (see :func:`tensorrt_build.build_engine`).
         rebuild: rebuild the cached engine even if it looks current.
         meta: override the model metadata (otherwise from the sidecar / ONNX).
@@ -42,11 +45,10 @@ class TensorRTBackend:
 
     name = 'tensorrt'
 
-    def __init__(self, model_path: str | os.PathLike, precision: str = 'fp16', device: int = 0,
+    def __init__(self, model_path: str | os.PathLike, precision: str = 'auto', device: int = 0,
                  cache_dir: str | None = None, workspace_mb: int = 2048,
                  timing_cache: str | None = None, dla_core: int | None = None,
-                 calib_images: str | None = None, rebuild: bool = False,
-                 meta: ModelMeta | None = None) -> None:
+                 rebuild: bool = False, meta: ModelMeta | None = None) -> None:
         trt, cuda = import_tensorrt()
         self._trt, self._cuda = trt, cuda
         path = require_file(model_path, 'TensorRT model',
@@ -62,8 +64,7 @@ class TensorRTBackend:
                 if path.lower().endswith('.onnx'):
                     engine_path, sidecar = self._cached_engine(
                         path, info, precision, cache_dir, rebuild, dla_core,
-                        workspace_mb=workspace_mb, timing_cache=timing_cache,
-                        calib_images=calib_images)
+                        workspace_mb=workspace_mb, timing_cache=timing_cache)
                 else:
                     engine_path = path
                     sidecar = check_engine_compatible(path, info)
@@ -75,20 +76,23 @@ class TensorRTBackend:
             self.close()
             raise
         self.model_path = engine_path
-        LOG.info('tensorrt backend: %s on %s (TensorRT %s)', engine_path, info.gpu_name,
-                 info.tensorrt_version)
+        self.precision = (sidecar or {}).get('precision', self.meta.precision)
+        self.device = f'{info.gpu_name} (TensorRT {info.tensorrt_version})'
+        LOG.info('tensorrt backend: %s on %s, %s', engine_path, self.device, self.precision)
 
     @staticmethod
     def _cached_engine(onnx_path, info, precision, cache_dir, rebuild, dla_core, **build_opts):
         """Engine for ``onnx_path`` from the cache, built now when missing or stale."""
         onnx_meta = read_onnx_meta(onnx_path)
+        major = int(info.tensorrt_version.split('.')[0])
+        engine_precision, _ = plan_precision(onnx_meta.precision, precision, major)
 
         def _build(src: str, out_path: str):
             return build_engine(src, out_path, precision=precision, dla_core=dla_core,
                                 meta=onnx_meta, **build_opts)
 
-        return ensure_engine(onnx_path, precision, info, _build, cache_dir, dla_core=dla_core,
-                             force=rebuild)
+        return ensure_engine(onnx_path, engine_precision, info, _build, cache_dir,
+                             dla_core=dla_core, force=rebuild)
 
     @staticmethod
     def _meta_from_sidecar(sidecar, engine_path: str) -> ModelMeta:

@@ -1,25 +1,29 @@
-"""TensorRT 10 engine builder: FP32/FP16/INT8 (entropy calibration), DLA, timing cache.
+"""TensorRT engine builder for 10.3 (JetPack 6) to 11.x: strongly typed networks, DLA, cache.
 
 Lives in the runtime package (not ``urcdc_training``) because the TensorRT backend builds an
 engine on first start when the cache has none for this GPU / TensorRT version / ONNX file
 (:mod:`.engine_cache`); ``urcdc-export tensorrt`` calls the same code. ``tensorrt`` and
 ``pycuda`` are imported inside the functions that need them, so the pure parts (the ONNX op
-allowlist, the ``trtexec`` command line) work anywhere.
+allowlist, the precision plan, the ``trtexec`` command line) work anywhere, without torch.
 
-FP16 keeps normalisation and softmax layers in FP32 (layer precision + output type set to
-float32 and ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``): LayerNorm/GroupNorm variances and the
-window-attention softmax overflow or lose the small uncertainty values in half precision.
+Precision lives in the ONNX graph (``urcdc-export onnx --precision fp32|fp16|int8``): FP16
+weights and activations with norms, softmax and heads cast to FP32, or INT8 as
+QuantizeLinear/DequantizeLinear pairs. TensorRT builds a **strongly typed** network from it
+(``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` on 10.x; the only mode on 11.x, which removed
+``BuilderFlag.FP16``/``INT8``/``OBEY_PRECISION_CONSTRAINTS``, per-layer precision and the
+implicit INT8 calibrators). One legacy path remains behind :func:`weak_typing_supported`: an
+FP16 engine from an FP32 ONNX on TensorRT < 11, with normalisation and softmax layers pinned
+to FP32 (their variances and the attention softmax overflow or lose small values in half).
+``test/integration/test_tensorrt_bindings.py`` checks every TensorRT name used here against
+the real 10.3, 10.16 and 11.4 Python bindings.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import shlex
 from typing import Any, Sequence
-
-import numpy as np
 
 from ..config import ModelMeta
 from ..errors import BackendError
@@ -52,7 +56,8 @@ TopK Transpose Trilu Unsqueeze Upsample Where Xor
 FP32_OP_TYPES = ('LayerNormalization', 'InstanceNormalization', 'GroupNormalization',
                  'Softmax', 'ReduceMean', 'Pow', 'Sqrt')
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm')
+#: what ``precision`` may ask of the builder: ``auto`` = whatever the ONNX graph holds
+BUILD_PRECISIONS = ('auto',) + PRECISIONS
 
 
 def fp32_node_names(onnx_path: str | os.PathLike) -> list[str]:
@@ -63,28 +68,72 @@ def fp32_node_names(onnx_path: str | os.PathLike) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in FP32_OP_TYPES and n.name]
 
 
-def trtexec_command(onnx_path: str, engine_path: str, precision: str = 'fp16',
-                    workspace_mb: int = 2048, timing_cache: str | None = None,
-                    dla_core: int | None = None, calib_cache: str | None = None,
-                    fp32_layers: Sequence[str] = ()) -> str:
+def tensorrt_major(trt) -> int:
+    """Major version of an imported ``tensorrt`` module (``'10.3.0'`` -> 10)."""
+    return int(str(trt.__version__).split('.')[0])
+
+
+def weak_typing_supported(trt) -> bool:
+    """True on TensorRT < 11, the last releases with weakly typed networks and precision flags.
+
+    Code that uses ``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS`` or per-layer precision
+    must sit in the body of an ``if`` that calls this function (the bindings test checks it).
+    """
+    return tensorrt_major(trt) < 11
+
+
+def plan_precision(onnx_precision: str, requested: str = 'auto',
+                   trt_major: int = 10) -> tuple[str, bool]:
+    """``(engine precision, strongly typed)`` for an ONNX graph of ``onnx_precision``.
+
+    A strongly typed network runs the types in the graph, so ``requested`` must be ``'auto'``
+    or the graph's own precision. The one exception is ``'fp16'`` from an FP32 graph on
+    TensorRT < 11 (weakly typed, deprecated by NVIDIA). Raises BackendError saying which
+    ``urcdc-export onnx --precision`` to run otherwise.
+    """
+    if requested not in BUILD_PRECISIONS:
+        raise BackendError(f'precision {requested!r} is not one of {list(BUILD_PRECISIONS)}')
+    if onnx_precision not in PRECISIONS:
+        raise BackendError(f'ONNX precision {onnx_precision!r} is not one of {list(PRECISIONS)}')
+    if requested in ('auto', onnx_precision):
+        return onnx_precision, True
+    export = (f'export a {requested.upper()} ONNX with `urcdc-export onnx --precision '
+              f'{requested}' + (' --calib-images DIR`' if requested == 'int8' else '`') +
+              f" and build that (or pass precision='auto' / {onnx_precision!r})")
+    if onnx_precision == 'fp32' and requested == 'fp16':
+        if trt_major < 11:
+            return 'fp16', False
+        raise BackendError(f'TensorRT {trt_major}.x builds only strongly typed networks, so an '
+                           f'FP32 ONNX gives an FP32 engine; for FP16 {export}')
+    if onnx_precision == 'fp32' and requested == 'int8':
+        raise BackendError('INT8 engines come from a QDQ ONNX (implicit INT8 calibration is '
+                           f'deprecated since TensorRT 10.1 and gone in 11); {export}')
+    raise BackendError(f'the ONNX graph is {onnx_precision} and TensorRT builds the types it '
+                       f'holds, not {requested}; {export}')
+
+
+def trtexec_command(onnx_path: str, engine_path: str, precision: str = 'fp32',
+                    strongly_typed: bool = True, workspace_mb: int = 2048,
+                    timing_cache: str | None = None, dla_core: int | None = None,
+                    fp32_layers: Sequence[str] = (), trt_major: int = 10) -> str:
     """The ``trtexec`` command line equivalent to :func:`build_engine` (for logs and docs).
 
-    INT8 with ``trtexec`` reuses the calibration cache written by our calibrator (``--calib``);
-    trtexec cannot calibrate from images itself.
+    Strongly typed: ``--stronglyTyped`` on 10.x (11.x builds nothing else and needs no flag).
+    Weakly typed (FP16 from an FP32 graph, TensorRT < 11): ``--fp16`` plus
+    ``--layerPrecisions`` for ``fp32_layers``.
     """
     if precision not in PRECISIONS:
         raise BackendError(f'precision {precision!r} is not one of {list(PRECISIONS)}')
     args = ['trtexec', f'--onnx={onnx_path}', f'--saveEngine={engine_path}',
             f'--memPoolSize=workspace:{int(workspace_mb)}M']
-    if precision in ('fp16', 'int8'):
+    if strongly_typed:
+        if trt_major < 11:
+            args.append('--stronglyTyped')
+    else:
         args.append('--fp16')
-    if precision == 'int8':
-        args.append('--int8')
-        if calib_cache:
-            args.append(f'--calib={calib_cache}')
-    if precision != 'fp32' and fp32_layers:
-        args += ['--precisionConstraints=obey',
-                 '--layerPrecisions=' + ','.join(f'{n}:fp32' for n in fp32_layers)]
+        if fp32_layers:
+            args += ['--precisionConstraints=obey',
+                     '--layerPrecisions=' + ','.join(f'{n}:fp32' for n in fp32_layers)]
     if timing_cache:
         args.append(f'--timingCacheFile={timing_cache}')
     if dla_core is not None:
@@ -155,121 +204,43 @@ def cuda_context(device: int = 0):
         ctx.detach()
 
 
-def list_calibration_images(directory: str | os.PathLike, limit: int = 0) -> list[str]:
-    """Sorted image files in ``directory`` (first ``limit`` if > 0); BackendError if none."""
-    files = sorted(f for f in glob.glob(os.path.join(os.fspath(directory), '*'))
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise BackendError(f'no calibration images ({", ".join(IMAGE_EXTENSIONS)}) in '
-                           f'{os.fspath(directory)!r}; pass --calib-images with ~100 frames '
-                           'from the target camera')
-    return files[:limit] if limit > 0 else files
-
-
-def calibration_batch(path: str, meta: ModelMeta, resize_mode: str = 'kb_crop') -> np.ndarray:
-    """One calibration input (1, 3, h, w) float32, preprocessed exactly like inference."""
-    import cv2
-
-    from ..preprocessing import preprocess
-
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BackendError(f'calibration image {path!r} is unreadable')
-    h, w = bgr.shape[:2]
-    K_px = np.array([[meta.focal_px, 0, w / 2], [0, meta.focal_px, h / 2], [0, 0, 1]])
-    x, _ = preprocess(bgr, K_px, meta, 'bgr8', resize_mode)
-    return x
-
-
-def make_entropy_calibrator(images: Sequence[str], meta: ModelMeta, cache_file: str,
-                            resize_mode: str = 'kb_crop'):
-    """An ``IInt8EntropyCalibrator2`` feeding ``images`` one at a time; caches to ``cache_file``.
-
-    With an existing cache file TensorRT skips the images entirely (reproducible builds).
-    """
-    trt, cuda = import_tensorrt()
-
-    class ImageEntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Entropy calibration over camera frames (batch 1)."""
-
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._images = list(images)
-            self._next = 0
-            nbytes = 3 * meta.input_height * meta.input_width * 4
-            self._device = cuda.mem_alloc(nbytes)
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names):  # noqa: D102 (TensorRT callback)
-            if self._next >= len(self._images):
-                return None
-            x = calibration_batch(self._images[self._next], meta, resize_mode)
-            self._next += 1
-            cuda.memcpy_htod(self._device, np.ascontiguousarray(x))
-            return [int(self._device)]
-
-        def read_calibration_cache(self):  # noqa: D102
-            if os.path.isfile(cache_file):
-                with open(cache_file, 'rb') as f:
-                    return f.read()
-            return None
-
-        def write_calibration_cache(self, cache) -> None:  # noqa: D102
-            with open(cache_file, 'wb') as f:
-                f.write(bytes(cache))
-
-    return ImageEntropyCalibrator()
-
-
-def _keep_fp32(trt, network) -> int:
-    """Pin normalisation/softmax layers (and their outputs) to FP32; returns how many."""
-    kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
-    count = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type in kinds:
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-            count += 1
-    return count
-
-
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
-                 precision: str = 'fp16', workspace_mb: int = 2048,
+                 precision: str = 'auto', workspace_mb: int = 2048,
                  timing_cache: str | None = None, dla_core: int | None = None,
-                 calib_images: str | None = None, calib_cache: str | None = None,
-                 calib_limit: int = 200, meta: ModelMeta | None = None,
-                 keep_fp32_norms: bool = True) -> dict[str, Any]:
-    """Build and serialize a TensorRT 10 engine from an ``urcdc-export onnx`` file.
+                 meta: ModelMeta | None = None) -> dict[str, Any]:
+    """Build and serialize a TensorRT engine from an ``urcdc-export onnx`` file.
 
     Args:
-        precision: ``'fp32' | 'fp16' | 'int8'`` (int8 also enables fp16 for uncalibrated layers).
+        precision: ``'auto'`` (the graph's own, from its metadata) or one of ``PRECISIONS``;
+            see :func:`plan_precision` for what each ONNX precision allows.
         workspace_mb: builder workspace memory pool limit, MiB.
         timing_cache: file read (if present) and written back, so rebuilds are fast.
         dla_core: run on this DLA core (Jetson Xavier/Orin) with GPU fallback.
-        calib_images: directory of frames for INT8 entropy calibration.
-        calib_cache: calibration cache file (default ``<engine>.calib``).
-        meta: model metadata (needed for INT8 preprocessing; read from the ONNX if None).
+        meta: model metadata (read from the ONNX if None; an ONNX without it counts as FP32).
     Returns:
-        Sidecar fields: shapes, precision, meta, tensorrt version, fp32 layer count.
+        Sidecar fields: shapes, precision, ONNX precision, strongly typed, meta, TensorRT
+        version, FP32-pinned layer count (weakly typed only).
     """
     trt, cuda = import_tensorrt()
-    if precision not in PRECISIONS:
-        raise BackendError(f'precision {precision!r} is not one of {list(PRECISIONS)}')
     onnx_path, engine_path = os.fspath(onnx_path), os.fspath(engine_path)
+    if meta is None:
+        meta = read_onnx_meta(onnx_path, required=False)
+    onnx_precision = meta.precision if meta is not None else 'fp32'
+    major = tensorrt_major(trt)
+    engine_precision, strongly_typed = plan_precision(onnx_precision, precision, major)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    flags = 0
+    if strongly_typed and major < 11:  # 11.x: always strongly typed, the flag is ignored
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     with open(onnx_path, 'rb') as f:
         ok = parser.parse(f.read())
     if not ok:
         errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f'TensorRT cannot parse {onnx_path!r}: {errors}; re-export with '
-                           '`urcdc-export onnx` (opset 17, static shapes)')
+        raise BackendError(f'TensorRT {trt.__version__} cannot parse {onnx_path!r}: {errors}; '
+                           're-export with `urcdc-export onnx` (opset 17, static shapes)')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     cache = None
@@ -281,35 +252,35 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         cache = config.create_timing_cache(data)
         config.set_timing_cache(cache, ignore_mismatch=False)
     n_fp32 = 0
-    if precision in ('fp16', 'int8'):
+    if not strongly_typed and weak_typing_supported(trt):
+        LOG.warning('building a weakly typed FP16 engine from an FP32 ONNX (TensorRT %s); '
+                    'TensorRT 11 cannot: export an FP16 ONNX with `urcdc-export onnx '
+                    '--precision fp16` instead', trt.__version__)
         if not builder.platform_has_fast_fp16:
             LOG.warning('this GPU has no fast FP16; the engine may be slower than FP32')
         config.set_flag(trt.BuilderFlag.FP16)
-        if keep_fp32_norms:
-            n_fp32 = _keep_fp32(trt, network)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    if meta is None:
-        meta = read_onnx_meta(onnx_path, required=(precision == 'int8'))
-    if precision == 'int8':
-        cache_file = calib_cache or engine_path + '.calib'
-        if calib_images is None and not os.path.isfile(cache_file):
-            raise BackendError('INT8 needs --calib-images DIR (or an existing calibration '
-                               f'cache {cache_file!r})')
-        images = list_calibration_images(calib_images, calib_limit) if calib_images else []
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_entropy_calibrator(images, meta, cache_file)
+        kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if layer.type in kinds:
+                layer.precision = trt.float32
+                for j in range(layer.num_outputs):
+                    layer.set_output_type(j, trt.float32)
+                n_fp32 += 1
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     if dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise BackendError(f'--dla-core {dla_core} requested but this device has no DLA')
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    LOG.info('building %s engine from %s (%d layers, %d pinned to FP32)', precision, onnx_path,
-             network.num_layers, n_fp32)
+    LOG.info('building %s %s engine from %s (%s ONNX, %d layers, %d pinned to FP32)',
+             'strongly typed' if strongly_typed else 'weakly typed', engine_precision,
+             onnx_path, onnx_precision, network.num_layers, n_fp32)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BackendError(f'TensorRT failed to build {onnx_path!r} at {precision}; see the '
-                           'TensorRT log above (try a larger --workspace-mb or fp32)')
+        raise BackendError(f'TensorRT failed to build {onnx_path!r} at {engine_precision}; see '
+                           'the TensorRT log above (try a larger --workspace-mb)')
     with open(engine_path, 'wb') as f:
         f.write(serialized)
     if cache is not None:
@@ -322,7 +293,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     for i in range(network.num_outputs):
         t = network.get_output(i)
         shapes[t.name] = list(t.shape)
-    info: dict[str, Any] = {'precision': precision, 'shapes': shapes,
+    info: dict[str, Any] = {'precision': engine_precision, 'onnx_precision': onnx_precision,
+                            'strongly_typed': strongly_typed, 'shapes': shapes,
                             'tensorrt_version': trt.__version__, 'fp32_layers': n_fp32,
                             'workspace_mb': int(workspace_mb)}
     if meta is not None:
@@ -330,7 +302,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     return info
 
 
-__all__ = ['TRT10_SUPPORTED_OPS', 'FP32_OP_TYPES', 'fp32_node_names', 'trtexec_command',
-           'import_tensorrt', 'current_device_info', 'read_onnx_meta',
-           'cuda_context', 'list_calibration_images',
-           'calibration_batch', 'make_entropy_calibrator', 'build_engine']
+__all__ = ['TRT10_SUPPORTED_OPS', 'FP32_OP_TYPES', 'BUILD_PRECISIONS', 'fp32_node_names',
+           'tensorrt_major', 'weak_typing_supported', 'plan_precision', 'trtexec_command',
+           'import_tensorrt', 'current_device_info', 'read_onnx_meta', 'cuda_context',
+           'build_engine']
