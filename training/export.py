@@ -267,11 +267,13 @@ def _cmd_tensorrt(args) -> int:
 
     meta = tensorrt_build.read_onnx_meta(args.onnx, required=False)
     onnx_precision = meta.precision if meta is not None else 'fp32'
-    trt_major = args.trt_major
-    trt = None
+    trt_major, missing = args.trt_major, None
     if not args.print_only:
-        trt, _ = tensorrt_build.import_tensorrt()
-        trt_major = tensorrt_build.tensorrt_major(trt)
+        try:
+            trt, _ = tensorrt_build.import_tensorrt()
+            trt_major = tensorrt_build.tensorrt_major(trt)
+        except BackendError as exc:  # the command line is printed first, then this error
+            missing = exc
     precision, strongly_typed = tensorrt_build.plan_precision(onnx_precision, args.precision,
                                                              trt_major)
     engine = args.out or os.path.splitext(args.onnx)[0] + f'.{precision}.engine'
@@ -280,6 +282,8 @@ def _cmd_tensorrt(args) -> int:
                           args.timing_cache, args.dla_core, fp32_layers, trt_major)
     sys.stdout.write(f'equivalent trtexec command (TensorRT {trt_major}.x):\n{cmd}\n')
     sys.stdout.flush()
+    if missing is not None:
+        raise missing
     if args.print_only:
         return 0
     with tensorrt_build.cuda_context(args.device):

@@ -152,7 +152,7 @@ def test_the_onnx_path_runs_with_torch_blocked(nano):
 
 
 def test_cli_tensorrt_always_prints_the_trtexec_command(nano, tmp_path, capsys):
-    rc = export_main(['tensorrt', '--onnx', nano[0], '--fp16', '--print-only',
+    rc = export_main(['tensorrt', '--onnx', nano[0], '--precision', 'fp16', '--print-only',
                       '--out', str(tmp_path / 'm.engine'), '--timing-cache', 'tc.bin'])
     out = capsys.readouterr().out
     assert rc == 0
@@ -160,20 +160,44 @@ def test_cli_tensorrt_always_prints_the_trtexec_command(nano, tmp_path, capsys):
     assert cmd[0] == 'trtexec' and f'--onnx={nano[0]}' in cmd and '--fp16' in cmd
     layers = [a for a in cmd if a.startswith('--layerPrecisions=')]
     assert layers and 'Softmax' in layers[0] and 'LayerNormalization' in layers[0]
+    assert export_main(['tensorrt', '--onnx', nano[0], '--print-only']) == 0
+    strong = capsys.readouterr().out.splitlines()[1].split()
+    assert '--stronglyTyped' in strong and '--fp16' not in strong
 
 
-def test_cli_tensorrt_without_tensorrt_explains_how_to_get_it(nano, tmp_path, capsys):
-    pytest.importorskip('pytest')
+def test_cli_tensorrt_11_refuses_fp16_from_an_fp32_onnx(nano, capsys, caplog):
+    rc = export_main(['tensorrt', '--onnx', nano[0], '--precision', 'fp16', '--print-only',
+                      '--trt-major', '11'])
+    assert rc == 2
+    assert 'urcdc-export onnx --precision fp16' in caplog.text
+
+
+def test_cli_tensorrt_without_tensorrt_explains_how_to_get_it(nano, tmp_path, capsys, caplog):
     try:
         import tensorrt  # noqa: F401
         pytest.skip('TensorRT is installed here; the build path is tested in test_tensorrt_*')
     except ImportError:
         pass
-    rc = export_main(['tensorrt', '--onnx', nano[0], '--int8', '--calib-images',
-                      str(tmp_path)])
+    rc = export_main(['tensorrt', '--onnx', nano[0]])
     captured = capsys.readouterr()
     assert rc == 2
-    assert '--int8' in captured.out and 'trtexec' in captured.out
+    assert '--stronglyTyped' in captured.out and 'trtexec' in captured.out
+    assert 'pip install tensorrt' in caplog.text
+
+
+def test_cli_tensorrt_needs_no_torch(nano):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules['torch'] = None  # any `import torch` now raises ImportError
+        from urcdc_training.export import main
+        rc = main(['tensorrt', '--onnx', {nano[0]!r}, '--print-only'])
+        assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]
+        sys.exit(rc)
+    """)
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '--stronglyTyped' in proc.stdout
 
 
 @pytest.mark.slow

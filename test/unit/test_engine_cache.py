@@ -1,5 +1,6 @@
 """Engine cache: keys, sidecars, build-when-missing/stale, refusal of foreign engines (no GPU)."""
 import json
+import re
 import logging
 import os
 
@@ -9,7 +10,7 @@ from urcdc_depth_ros.errors import BackendError
 from urcdc_depth_ros.inference.engine_cache import (DeviceInfo, EngineKey,
                                                     check_engine_compatible, ensure_engine,
                                                     read_sidecar, sidecar_path, write_sidecar)
-from urcdc_depth_ros.inference.tensorrt_build import trtexec_command
+from urcdc_depth_ros.inference.tensorrt_build import plan_precision, trtexec_command
 
 ORIN = DeviceInfo('Orin', '8.7', '10.3.0')
 RTX = DeviceInfo('NVIDIA GeForce RTX 4090', '8.9', '10.3.0')
@@ -128,16 +129,39 @@ def test_missing_onnx_is_a_backend_error(tmp_path):
 
 
 def test_trtexec_command_mirrors_the_builder_options():
-    cmd = trtexec_command('m.onnx', 'm.engine', 'int8', 1024, 'tc.bin', 0, 'm.calib',
-                          ['/ln/LayerNormalization', '/attn/Softmax'])
+    weak = trtexec_command('m.onnx', 'm.engine', 'fp16', False, 1024, 'tc.bin', 0,
+                           ['/ln/LayerNormalization', '/attn/Softmax'])
     for part in ('trtexec', '--onnx=m.onnx', '--saveEngine=m.engine',
-                 '--memPoolSize=workspace:1024M', '--fp16', '--int8', '--calib=m.calib',
-                 '--precisionConstraints=obey',
+                 '--memPoolSize=workspace:1024M', '--fp16', '--precisionConstraints=obey',
                  '--layerPrecisions=/ln/LayerNormalization:fp32,/attn/Softmax:fp32',
                  '--timingCacheFile=tc.bin', '--useDLACore=0', '--allowGPUFallback'):
-        assert part in cmd.split(), part
-    fp32 = trtexec_command('m.onnx', 'm.engine', 'fp32')
-    assert '--fp16' not in fp32 and '--int8' not in fp32 and 'layerPrecisions' not in fp32
+        assert part in weak.split(), part
+    assert '--stronglyTyped' not in weak
+    strong = trtexec_command('m.onnx', 'm.engine', 'int8', True, fp32_layers=['/ln/x'])
+    assert '--stronglyTyped' in strong.split()
+    assert not {'--fp16', '--int8'} & set(strong.split()) and 'layerPrecisions' not in strong
+    on_11 = trtexec_command('m.onnx', 'm.engine', 'fp16', True, trt_major=11)
+    assert '--stronglyTyped' not in on_11 and '--fp16' not in on_11
+
+
+@pytest.mark.parametrize('onnx_precision, requested, major, expected', [
+    ('fp32', 'auto', 10, ('fp32', True)), ('fp16', 'auto', 11, ('fp16', True)),
+    ('int8', 'int8', 10, ('int8', True)), ('fp32', 'fp16', 10, ('fp16', False)),
+])
+def test_the_precision_plan_follows_the_graph(onnx_precision, requested, major, expected):
+    assert plan_precision(onnx_precision, requested, major) == expected
+
+
+@pytest.mark.parametrize('onnx_precision, requested, major, message', [
+    ('fp32', 'fp16', 11, 'urcdc-export onnx --precision fp16'),
+    ('fp32', 'int8', 10, '--precision int8 --calib-images DIR'),
+    ('fp16', 'fp32', 10, 'the ONNX graph is fp16'),
+    ('fp32', 'bf16', 10, 'is not one of'),
+])
+def test_the_precision_plan_refuses_what_the_graph_cannot_give(onnx_precision, requested, major,
+                                                               message):
+    with pytest.raises(BackendError, match=re.escape(message)):
+        plan_precision(onnx_precision, requested, major)
 
 
 def test_tensorrt_backend_without_tensorrt_says_how_to_install_it(tmp_path):

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     'torch': 'urcdc_depth_ros.inference.torch_backend:TorchBackend',
     'onnxruntime': 'urcdc_depth_ros.inference.onnxruntime_backend:OnnxRuntimeBackend',
     'tensorrt': 'urcdc_depth_ros.inference.tensorrt_backend:TensorRTBackend',
+    'openvino': 'urcdc_depth_ros.inference.openvino_backend:OpenVINOBackend',
 }
 
 
