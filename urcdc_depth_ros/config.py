@@ -151,6 +151,8 @@ class NodeConfig:
     autostart: bool = True
     model_path: str = ''
     backend: str = 'onnxruntime'
+    backend_threads: int = 0
+    backend_precision: str = ''
     use_compressed: bool = False
     lazy: bool = True
     camera_info_tolerance_s: float = 0.005

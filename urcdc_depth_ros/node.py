@@ -40,7 +40,12 @@ PARAM_DOCS: dict[str, tuple[str, Optional[tuple[float, float]]]] = {
     'autostart': ('configure and activate at start-up (false: wait for lifecycle transitions)',
                   None),
     'model_path': ('ONNX model, TensorRT engine or torch checkpoint (required)', None),
-    'backend': ("inference backend: 'onnxruntime', 'torch' or 'tensorrt'", None),
+    'backend': ("inference backend: 'onnxruntime', 'openvino', 'tensorrt', 'torch' or 'auto' "
+                '(by the model file and what is installed; the log says why)', None),
+    'backend_threads': ('CPU threads of the onnxruntime / openvino / torch backend; 0 = its '
+                        'default', (0, 1024)),
+    'backend_precision': ("'' = the backend's default; tensorrt: auto|fp32|fp16|int8, openvino: "
+                          'auto|f32|bf16, torch: float32|bfloat16', None),
     'use_compressed': ('subscribe to image/compressed (JPEG/PNG) instead of image', None),
     'lazy': ('skip inference while no output topic has a subscriber', None),
     'camera_info_tolerance_s': ('largest |stamp difference| (s) between an image and the '
@@ -106,7 +111,7 @@ class DepthNode(LifecycleNode):
 
     Parameters (defaults in ``config.NodeConfig`` / ``config.EstimatorConfig``; see
     :data:`PARAM_DOCS` or ``ros2 param describe``):
-        model_path, backend, autostart, use_compressed, lazy,
+        model_path, backend, backend_threads, backend_precision, autostart, use_compressed, lazy,
         camera_info_tolerance_s, camera_info_buffer, camera_info_wait_s,
         fx, fy, cx, cy (fallback intrinsics, px),
         publish_points, points_rgb, points_uncertainty, points_stride, points_max_range_m,
@@ -217,8 +222,11 @@ class DepthNode(LifecycleNode):
         try:
             cfg, est_cfg = self._read_config()
             from .estimator import DepthEstimator  # reason: keeps `import node` light
-            self._estimator = DepthEstimator.from_model(cfg.model_path, backend=cfg.backend,
-                                                        config=est_cfg)
+            from .inference import backend_options, resolve_backend
+            backend = resolve_backend(cfg.backend, cfg.model_path)
+            self._estimator = DepthEstimator.from_model(
+                cfg.model_path, backend=backend, config=est_cfg,
+                **backend_options(backend, cfg.backend_threads, cfg.backend_precision))
         except (UrcdcDepthError, ValueError, TypeError, OSError, ImportError) as exc:
             self.get_logger().error(f'configure failed: {exc}')
             self._estimator = None
@@ -505,6 +513,10 @@ class DepthNode(LifecycleNode):
                 f"{s['output_rate_hz']:.1f} Hz out, p50 {s['latency_p50_ms']:.1f} ms")
         values = {k: (f'{v:.3f}' if isinstance(v, float) else str(v)) for k, v in s.items()}
         values['backend'] = self._cfg.backend if self._cfg else ''
+        backend = getattr(self._estimator, 'backend', None)
+        values['backend_name'] = str(getattr(backend, 'name', ''))
+        values['backend_precision'] = str(getattr(backend, 'precision', ''))
+        values['backend_device'] = str(getattr(backend, 'device', ''))
         values['model_path'] = self._cfg.model_path if self._cfg else ''
         values['input_size'] = str(getattr(self._estimator, 'input_size', ''))
         values['state'] = self._state

@@ -110,6 +110,8 @@ class OnnxRuntimeBackend:
             raise BackendError(f'{path!r} input shape {shape!r} disagrees with its metadata '
                                f'{self.input_shape!r}; re-export it')
         self.model_path = path
+        self.precision = self.meta.precision
+        self.device = self.providers[0]
         LOG.info('onnxruntime backend: %s on %s (%s, %d threads)', path, self.providers,
                  graph_optimization, opts.intra_op_num_threads)
 
