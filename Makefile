@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQS := requirements/runtime.txt requirements/onnx.txt requirements/torch.txt \
+REQS := requirements/runtime.txt requirements/onnx.txt requirements/openvino.txt \
+        requirements/torch.txt \
         requirements/training.txt requirements/ros.txt requirements/dev.txt
 # DDS stays on this machine; a per-run domain keeps parallel runs apart.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST

@@ -274,8 +274,8 @@ def _cmd_tensorrt(args) -> int:
             trt_major = tensorrt_build.tensorrt_major(trt)
         except BackendError as exc:  # the command line is printed first, then this error
             missing = exc
-    precision, strongly_typed = tensorrt_build.plan_precision(onnx_precision, args.precision,
-                                                             trt_major)
+    precision, strongly_typed = tensorrt_build.plan_precision(
+        onnx_precision, args.precision, trt_major)
     engine = args.out or os.path.splitext(args.onnx)[0] + f'.{precision}.engine'
     fp32_layers = [] if strongly_typed else tensorrt_build.fp32_node_names(args.onnx)
     cmd = trtexec_command(args.onnx, engine, precision, strongly_typed, args.workspace_mb,

@@ -145,6 +145,9 @@ def quantize_int8(fp32_path: str, out_path: str, inputs: Iterable[np.ndarray]) -
     model = onnx.load(fp32_path)
     keep = float_nodes(model)
     frames = list(inputs)
+    if _unshare_float_initializers(model, set(keep)):
+        fp32_path = out_path + '.float.onnx'
+        onnx.save(model, fp32_path)
 
     class _Frames(CalibrationDataReader):
         def __init__(self) -> None:
@@ -159,10 +162,38 @@ def quantize_int8(fp32_path: str, out_path: str, inputs: Iterable[np.ndarray]) -
                     weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OP_TYPES),
                     nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
                     extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True})
+    if fp32_path.endswith('.float.onnx'):
+        os.remove(fp32_path)
     out = onnx.load(out_path)
     _set_precision(out, 'int8', keep)
     onnx.save(out, out_path)
     LOG.info('INT8 QDQ model %s: %d frames, %d float nodes', out_path, len(frames), len(keep))
+
+
+def _unshare_float_initializers(model, keep: set[str]) -> int:
+    """Give float nodes their own copy of initializers they share with other nodes.
+
+    reason: onnxslim merges identical constants (e.g. all-ones LayerNorm scales and a weight),
+    and the quantizer would then feed the norm a DequantizeLinear output. Returns the count.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits:
+                users.setdefault(name, set()).add(node.name)
+    copies = 0
+    for node in model.graph.node:
+        if node.name not in keep:
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and users[name] - keep:
+                copy = model.graph.initializer.add()
+                copy.CopyFrom(inits[name])
+                copy.name = f'{name}__float_{copies}'
+                node.input[k] = copy.name
+                copies += 1
+    return copies
 
 
 def write_precision(fp32_path: str, out_path: str, precision: str,

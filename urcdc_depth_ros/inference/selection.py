@@ -75,8 +75,8 @@ def choose_backend(model_path: str | os.PathLike, installed: Callable[[str], boo
 def backend_options(name: str, threads: int = 0, precision: str = '') -> dict[str, Any]:
     """Constructor keywords of backend ``name`` for the generic ``threads``/``precision``.
 
-    0, ``''`` and ``'auto'`` mean "the backend's default" and are left out. A setting the backend has no
-    use for (threads on TensorRT, precision on ONNX Runtime) raises ConfigError.
+    0, ``''`` and ``'auto'`` mean "the backend's default" and are left out. A setting the
+    backend has no use for (threads on TensorRT, precision on ONNX Runtime) raises ConfigError.
     """
     names = OPTION_NAMES.get(name, {})
     out: dict[str, Any] = {}
