@@ -161,13 +161,25 @@ def quantize_int8(fp32_path: str, out_path: str, inputs: Iterable[np.ndarray]) -
                     per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OP_TYPES),
                     nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True})
+                    extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True,
+                                   'CalibMaxIntermediateOutputs': _merge_every(len(frames))})
     if fp32_path.endswith('.float.onnx'):
         os.remove(fp32_path)
     out = onnx.load(out_path)
     _set_precision(out, 'int8', keep)
     onnx.save(out, out_path)
     LOG.info('INT8 QDQ model %s: %d frames, %d float nodes', out_path, len(frames), len(keep))
+
+
+def _merge_every(count: int) -> int:
+    """How many frames' activations the calibrator holds before merging their ranges.
+
+    Bounds memory at 352x1216 (a frame's intermediate tensors are hundreds of MB). reason:
+    onnxruntime 1.32's MinMaxCalibrater raises "No data is collected" when the frame count
+    is a multiple of this number (the last merge leaves its buffer empty), so pick one that
+    does not divide ``count``.
+    """
+    return next(k for k in (4, 3, 5, 7, 11, 13) if count % k)
 
 
 def _unshare_float_initializers(model, keep: set[str]) -> int:
