@@ -215,6 +215,14 @@ def test_openvino_auto_precision_follows_the_cpu_and_bad_options_fail(nano):
         create_backend('openvino', nano[0], hint='fastest')
 
 
+@needs_openvino
+def test_an_openvino_too_old_for_our_files_names_the_version_needed(nano, monkeypatch):
+    import openvino
+    monkeypatch.setattr(openvino, '__version__', '2023.3.0-13775-ceeafaf64f3-releases/2023/3')
+    with pytest.raises(BackendError, match='2024.0 or newer'):
+        create_backend('openvino', nano[0])
+
+
 # ----------------------------------------------------------------------------- torch bf16
 def test_torch_bfloat16_keeps_the_heads_in_float32_and_is_close(nano):
     import torch

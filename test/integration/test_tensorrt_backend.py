@@ -28,9 +28,16 @@ def nano(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def fp16_engine(nano, tmp_path_factory):
+def fp16_onnx(nano, tmp_path_factory):
+    from urcdc_training.onnx_precision import write_precision
+    return write_precision(nano[0], str(tmp_path_factory.mktemp('fp16') / 'm.onnx'), 'fp16')
+
+
+@pytest.fixture(scope='module')
+def fp16_engine(fp16_onnx, tmp_path_factory):
+    """A strongly typed engine from the FP16 ONNX (the path every TensorRT 10.3-11 takes)."""
     cache = tmp_path_factory.mktemp('engines')
-    backend = create_backend('tensorrt', nano[0], precision='fp16', cache_dir=str(cache))
+    backend = create_backend('tensorrt', fp16_onnx, precision='fp16', cache_dir=str(cache))
     path = backend.model_path
     backend.close()
     return path, str(cache)
@@ -52,11 +59,11 @@ def test_first_start_builds_an_engine_with_a_sidecar(fp16_engine):
     assert side['precision'] == 'fp16' and side['shapes']['image'] == [1, 3, 64, 192]
 
 
-def test_second_start_reuses_the_cached_engine(nano, fp16_engine, caplog):
+def test_second_start_reuses_the_cached_engine(fp16_onnx, fp16_engine, caplog):
     path, cache = fp16_engine
     mtime = os.path.getmtime(path)
     with caplog.at_level(logging.INFO):
-        backend = create_backend('tensorrt', nano[0], precision='fp16', cache_dir=cache)
+        backend = create_backend('tensorrt', fp16_onnx, precision='auto', cache_dir=cache)
     backend.close()
     assert backend.model_path == path and os.path.getmtime(path) == mtime
     assert 'using cached TensorRT engine' in caplog.text
@@ -73,6 +80,24 @@ def test_tensorrt_fp16_matches_onnxruntime_within_2_cm(nano, fp16_engine):
             assert float(np.nanmax(np.abs(a.depth_m - b.depth_m))) <= 2e-2
     finally:
         trt_est.close()
+
+
+def test_the_fp16_engine_is_strongly_typed(fp16_engine):
+    side = json.load(open(sidecar_path(fp16_engine[0])))
+    assert side['strongly_typed'] is True and side['precision'] == 'fp16'
+    assert side['onnx_precision'] == 'fp16' and side['fp32_layers'] == 0
+
+
+def test_fp16_from_an_fp32_onnx_is_weakly_typed_before_11_and_refused_on_11(nano, tmp_path):
+    import tensorrt as trt
+    if int(trt.__version__.split('.')[0]) >= 11:
+        with pytest.raises(BackendError, match='--precision fp16'):
+            create_backend('tensorrt', nano[0], precision='fp16', cache_dir=str(tmp_path))
+        return
+    backend = create_backend('tensorrt', nano[0], precision='fp16', cache_dir=str(tmp_path))
+    side = json.load(open(sidecar_path(backend.model_path)))
+    backend.close()
+    assert side['strongly_typed'] is False and side['fp32_layers'] > 0
 
 
 def test_an_engine_with_a_foreign_sidecar_is_refused(fp16_engine, tmp_path):

@@ -56,6 +56,8 @@ TopK Transpose Trilu Unsqueeze Upsample Where Xor
 FP32_OP_TYPES = ('LayerNormalization', 'InstanceNormalization', 'GroupNormalization',
                  'Softmax', 'ReduceMean', 'Pow', 'Sqrt')
 
+#: oldest TensorRT major version the builder and backend support (10.3 = JetPack 6)
+MIN_TENSORRT_MAJOR = 10
 #: what ``precision`` may ask of the builder: ``auto`` = whatever the ONNX graph holds
 BUILD_PRECISIONS = ('auto',) + PRECISIONS
 
@@ -151,6 +153,9 @@ def import_tensorrt():
                            f'({exc}); on a Jetson they come with JetPack (`sudo apt install '
                            'python3-libnvinfer`, `pip install pycuda`); elsewhere '
                            '`pip install tensorrt pycuda`') from exc
+    if tensorrt_major(trt) < MIN_TENSORRT_MAJOR:
+        raise BackendError(f'TensorRT {trt.__version__} is too old: our engines need TensorRT '
+                           f'{MIN_TENSORRT_MAJOR}.3 (JetPack 6) or newer, up to 11.x')
     return trt, cuda
 
 
