@@ -333,9 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
                        '(no torch needed)')
     t.add_argument('--onnx', required=True)
     t.add_argument('--out', help='engine path (default: <onnx>.<precision>.engine)')
-    t.add_argument('--precision', choices=BUILD_PRECISIONS, default='auto',
+    p = t.add_mutually_exclusive_group()
+    p.add_argument('--precision', choices=BUILD_PRECISIONS, default='auto',
                    help="auto (default): the ONNX graph's own precision; fp16 from an FP32 "
                    'ONNX works on TensorRT < 11 only (weakly typed)')
+    for name in ('fp32', 'fp16', 'int8'):  # the flags of earlier releases, same meaning
+        p.add_argument(f'--{name}', dest='precision', action='store_const', const=name,
+                       help=f'same as --precision {name}')
     t.add_argument('--trt-major', type=int, default=10,
                    help='TensorRT major version for --print-only (default 10)')
     t.add_argument('--dla-core', type=int, default=None, help='DLA core, with GPU fallback')

@@ -166,8 +166,8 @@ def test_cli_tensorrt_always_prints_the_trtexec_command(nano, tmp_path, capsys):
 
 
 def test_cli_tensorrt_11_refuses_fp16_from_an_fp32_onnx(nano, capsys, caplog):
-    rc = export_main(['tensorrt', '--onnx', nano[0], '--precision', 'fp16', '--print-only',
-                      '--trt-major', '11'])
+    rc = export_main(['tensorrt', '--onnx', nano[0], '--fp16', '--print-only',
+                      '--trt-major', '11'])  # the old flag, same as --precision fp16
     assert rc == 2
     assert 'urcdc-export onnx --precision fp16' in caplog.text
 
