@@ -5,7 +5,7 @@ import pytest
 from urcdc_depth_ros.errors import DataError
 from urcdc_depth_ros.evaluation import bag_io
 from urcdc_depth_ros.kitti.raw import parse_kitti_stamp_ns
-from urcdc_depth_ros.evaluation.lidar_gt import lidar_depth, scale_intrinsics
+from urcdc_depth_ros.evaluation.lidar_gt import depth_image_intrinsics, lidar_depth
 
 TS = bag_io.get_ros2_typestore()
 
@@ -102,10 +102,12 @@ def test_tx_is_ignored_by_default_and_applied_once_on_request():
     assert applied[10, 19] == 10.0 and applied[10, 20] == 0.0
 
 
-def test_scale_intrinsics_follows_the_image_size():
-    K = np.array([[100.0, 0, 50], [0, 80.0, 40], [0, 0, 1]])
-    np.testing.assert_allclose(scale_intrinsics(K, (100, 80), (50, 40)),
-                               [[50, 0, 25], [0, 40, 20], [0, 0, 1]])
+def test_depth_image_intrinsics_follow_the_image_size_with_pixel_centres():
+    K = np.array([[100.0, 0, 49.5], [0, 80.0, 39.5], [0, 0, 1]])   # principal point centred
+    np.testing.assert_array_equal(depth_image_intrinsics(K, (100, 80), (100, 80)), K)
+    # halving keeps the principal point at the image centre: (50 - 1) / 2 px, not 49.5 / 2
+    np.testing.assert_allclose(depth_image_intrinsics(K, (100, 80), (50, 40)),
+                               [[50, 0, 24.5], [0, 40, 19.5], [0, 0, 1]])
 
 
 def test_kitti_stamps_keep_nanoseconds_in_utc():

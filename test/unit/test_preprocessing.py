@@ -6,7 +6,7 @@ import pytest
 from urcdc_depth_ros.config import ModelMeta
 from urcdc_depth_ros.errors import InputError
 from urcdc_depth_ros.preprocessing import (apply_geometry, normalise, plan_geometry, preprocess,
-                                           to_rgb, validate_intrinsics)
+                                           to_rgb)
 
 K_CAM = np.array([[500.0, 0.0, 300.3], [0.0, 480.0, 170.7], [0.0, 0.0, 1.0]])
 
@@ -92,17 +92,6 @@ def test_every_encoding_becomes_the_same_rgb(encoding, channels):
 def test_malformed_images_raise_input_error_naming_the_problem(image, encoding, fragment):
     with pytest.raises(InputError, match=fragment):
         to_rgb(image, encoding)
-
-
-@pytest.mark.parametrize('K,fragment', [
-    (np.eye(4), 'shape'),
-    (np.array([[np.nan, 0, 1], [0, 1, 1], [0, 0, 1]]), 'non-finite'),
-    (np.zeros((3, 3)), 'singular'),
-    ('abc', 'numeric'),
-])
-def test_malformed_intrinsics_raise_input_error(K, fragment):
-    with pytest.raises(InputError, match=fragment):
-        validate_intrinsics(K)
 
 
 def test_normalise_applies_mean_and_std_per_channel_in_nchw():

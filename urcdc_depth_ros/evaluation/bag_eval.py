@@ -39,7 +39,7 @@ from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_b
                        depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
                        valid_mask)
 from . import bag_io
-from .lidar_gt import TX_MODES, lidar_depth, scale_intrinsics
+from .lidar_gt import TX_MODES, depth_image_intrinsics, lidar_depth
 from .report import headline
 
 LOG = logging.getLogger(__name__)
@@ -578,8 +578,7 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
         if fr.image_key is not None:
             image = store[fr.image_key]['array']
         h, w = pred.shape
-        K = (K_info if (w, h) == (w_info, h_info)
-             else scale_intrinsics(K_info, (w_info, h_info), (w, h)))
+        K = depth_image_intrinsics(K_info, (w_info, h_info), (w, h))
     h, w = pred.shape
     cloud = store[fr.lidar_key]
     t0 = time.perf_counter()
