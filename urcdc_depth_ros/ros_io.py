@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from .errors import InputError
+from .geometry import camera_info_intrinsics
 from .pointcloud import CloudArrays
 
 try:  # reason: the PyPI `cv-bridge` is a broken ROS 1 port; only a ROS install's one is used
@@ -194,19 +195,19 @@ class CameraModel:
 def parse_camera_info(msg: CameraInfo) -> CameraModel:
     """Validate a CameraInfo and return its numbers.
 
+    ``K`` follows :func:`~urcdc_depth_ros.geometry.camera_info_intrinsics` (the bag tools use
+    the same rule): the message's K, or ``P[:, :3]`` when K is all zeros.
+
     Raises:
-        InputError: non-finite K/P/D/R, fx or fy <= 0, or an empty image size.
+        InputError: non-finite K/P/D/R, no usable intrinsics, or an empty image size.
     """
-    K = np.asarray(msg.k, np.float64).reshape(3, 3)
     P = np.asarray(msg.p, np.float64).reshape(3, 4)
     R = np.asarray(msg.r, np.float64).reshape(3, 3)
     D = np.asarray(msg.d, np.float64)
-    for name, a in (('K', K), ('P', P), ('R', R), ('D', D)):
+    for name, a in (('P', P), ('R', R), ('D', D)):
         if not np.all(np.isfinite(a)):
             raise InputError(f'camera_info {name} has non-finite values: {a.ravel().tolist()!r}')
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise InputError(f'camera_info K needs fx, fy > 0 px, got fx={K[0, 0]!r}, '
-                         f'fy={K[1, 1]!r}')
+    K = camera_info_intrinsics(msg.k, P)
     if not (0 < msg.width <= MAX_SIDE_PX and 0 < msg.height <= MAX_SIDE_PX):
         raise InputError(f'camera_info size {msg.width}x{msg.height} is empty or implausible')
     return CameraModel(K, P, D, R, str(msg.distortion_model), int(msg.width), int(msg.height),

@@ -158,6 +158,16 @@ def test_invalid_camera_info_raises_input_error(field, index, value):
         ros_io.parse_camera_info(msg)
 
 
+def test_camera_info_with_only_P_set_takes_its_intrinsics_from_P():
+    P = np.hstack([K, np.array([[-0.54 * 500.0], [0.0], [0.0]])])
+    msg = ros_io.build_camera_info(K, 320, 240, P=P)
+    msg.k = [0.0] * 9
+    np.testing.assert_array_equal(ros_io.parse_camera_info(msg).K, K)
+    msg.p = [0.0] * 12
+    with pytest.raises(InputError, match='not calibrated'):
+        ros_io.parse_camera_info(msg)
+
+
 def test_transformed_camera_info_scales_P_like_K_and_keeps_the_baseline():
     P = np.hstack([K, np.array([[-0.54 * 500.0], [0.0], [0.0]])])  # right stereo camera
     cam = ros_io.parse_camera_info(ros_io.build_camera_info(K, 320, 240, P=P))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from urcdc_depth_ros.errors import DataError
+from urcdc_depth_ros.errors import DataError, InputError
 from urcdc_depth_ros.evaluation import bag_io
 from urcdc_depth_ros.kitti.raw import parse_kitti_stamp_ns
 from urcdc_depth_ros.evaluation.lidar_gt import depth_image_intrinsics, lidar_depth
@@ -74,6 +74,16 @@ def test_truncated_image_message_is_a_data_error():
     msg.data = msg.data[:10]
     with pytest.raises(DataError, match='truncated'):
         bag_io.image_to_numpy(msg)
+
+
+def test_bag_camera_info_follows_the_node_rule_for_K():
+    K = np.array([[100.0, 0, 20], [0, 100.0, 10], [0, 0, 1]])
+    P = np.hstack([K, [[-10.0], [0], [0]]])
+    msg = bag_io.camera_info_msg(TS, np.zeros((3, 3)), 40, 20, 0, 'cam', P=P)
+    np.testing.assert_array_equal(bag_io.camera_info_to_numpy(msg)[0], K)   # K unset: P's
+    msg = bag_io.camera_info_msg(TS, np.diag([-100.0, 100.0, 1.0]), 40, 20, 0, 'cam', P=P)
+    with pytest.raises(InputError, match='non-positive'):   # K set but broken: no fallback
+        bag_io.camera_info_to_numpy(msg)
 
 
 def test_pointcloud_round_trip_keeps_xyz_and_drops_nan():

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..geometry import camera_info_intrinsics
 
 LOG = logging.getLogger(__name__)
 
@@ -190,16 +191,13 @@ def image_to_numpy(msg) -> np.ndarray:
 
 
 def camera_info_to_numpy(msg) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """``sensor_msgs/CameraInfo`` -> (K (3, 3), P (3, 4), width, height), pixels."""
-    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    """``sensor_msgs/CameraInfo`` -> (K (3, 3), P (3, 4), width, height), pixels.
+
+    K follows :func:`~urcdc_depth_ros.geometry.camera_info_intrinsics`, the rule the node uses
+    too: the message's K, or ``P[:, :3]`` when K is all zeros; InputError otherwise.
+    """
     P = np.asarray(msg.p, np.float64).reshape(3, 4)
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        if P[0, 0] > 0 and P[1, 1] > 0:
-            K = P[:, :3].copy()
-        else:
-            raise DataError(f'camera_info has no focal length (K={K.ravel().tolist()!r}); '
-                            'the camera is not calibrated')
-    return K, P, int(msg.width), int(msg.height)
+    return camera_info_intrinsics(msg.k, P), P, int(msg.width), int(msg.height)
 
 
 def pointcloud_to_xyz(msg) -> np.ndarray:
