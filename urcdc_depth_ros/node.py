@@ -30,6 +30,7 @@ from std_msgs.msg import Header
 from . import ros_io
 from .config import EstimatorConfig, NodeConfig
 from .diagnostics import NodeStats
+from .encodings import to_rgb
 from .errors import InputError, UrcdcDepthError
 from .frame_buffer import LatestSlot
 from .pointcloud import PointCloudBuilder
@@ -479,7 +480,7 @@ class DepthNode(LifecycleNode):
         cfg = self._cfg
         rgb = None
         if cfg.points_rgb and frame.image.shape[:2] == res.depth_m.shape:
-            rgb = ros_io.to_rgb8(frame.image, frame.encoding)
+            rgb = to_rgb(frame.image, frame.encoding)
         unc = res.uncertainty if (cfg.points_uncertainty or cfg.points_max_uncertainty) else None
         cloud = self._clouds.build(res.depth_m, res.K, rgb=rgb, uncertainty=unc,
                                    stride=cfg.points_stride, max_range_m=cfg.points_max_range_m,

@@ -1,5 +1,7 @@
 """Camera image -> network input: validation, colour conversion, crop/resize, normalisation.
 
+Colour conversion is :func:`urcdc_depth_ros.encodings.to_rgb` (the package's encoding table).
+
 Pure numpy + OpenCV (no torch). Every geometric step returns the intrinsics ``K`` that match
 its output exactly, so depth can be back-projected and focal-rescaled correctly; the
 intrinsics arithmetic and its pixel-centre convention live in :mod:`urcdc_depth_ros.geometry`.
@@ -14,17 +16,9 @@ import cv2
 import numpy as np
 
 from .config import ModelMeta
+from .encodings import to_rgb
 from .errors import InputError
 from .geometry import crop_intrinsics, resize_intrinsics, validate_intrinsics
-
-#: encoding -> (channels, or 0 for a 2-D image; cv2 conversion to RGB or None)
-ENCODINGS: dict[str, tuple[int, int | None]] = {
-    'rgb8': (3, None),
-    'bgr8': (3, cv2.COLOR_BGR2RGB),
-    'rgba8': (4, cv2.COLOR_RGBA2RGB),
-    'bgra8': (4, cv2.COLOR_BGRA2RGB),
-    'mono8': (1, cv2.COLOR_GRAY2RGB),
-}
 
 
 @dataclass(frozen=True)
@@ -49,37 +43,6 @@ class Geometry:
     K_image: np.ndarray
     K_model: np.ndarray
     mode: str
-
-
-def to_rgb(image: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
-    """Validate ``image`` for ``encoding`` and return it as (H, W, 3) uint8 RGB.
-
-    Args:
-        image: (H, W, 3|4) or (H, W) / (H, W, 1) for mono8, uint8.
-        encoding: one of :data:`ENCODINGS`.
-    Raises:
-        InputError: unknown encoding, wrong dtype, shape or channel count, or an empty image.
-    """
-    if encoding not in ENCODINGS:
-        raise InputError(f'unsupported image encoding {encoding!r}; supported: {list(ENCODINGS)} '
-                         '(convert with cv_bridge or cv2.cvtColor first)')
-    if not isinstance(image, np.ndarray):
-        raise InputError(f'image must be a numpy array, got {type(image).__name__}')
-    if image.dtype != np.uint8:
-        raise InputError(f'image dtype must be uint8 for {encoding!r}, got {image.dtype}')
-    channels, conversion = ENCODINGS[encoding]
-    if channels == 1 and image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    expected = '(H, W)' if channels == 1 else f'(H, W, {channels})'
-    ok = image.ndim == 2 if channels == 1 else (image.ndim == 3 and image.shape[2] == channels)
-    if not ok:
-        raise InputError(f'image shape {image.shape!r} does not match encoding {encoding!r}: '
-                         f'expected {expected}')
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f'image is empty: shape {image.shape!r}')
-    if conversion is None:
-        return np.ascontiguousarray(image)
-    return cv2.cvtColor(np.ascontiguousarray(image), conversion)
 
 
 def plan_geometry(image_hw: tuple[int, int], K_px: np.ndarray, model_hw: tuple[int, int],
@@ -157,5 +120,4 @@ def preprocess(image: np.ndarray, K, meta: ModelMeta, encoding: str = 'rgb8',
     return normalise(window, meta.mean, meta.std), geom
 
 
-__all__ = ['ENCODINGS', 'Geometry', 'to_rgb', 'plan_geometry', 'apply_geometry', 'normalise',
-           'preprocess']
+__all__ = ['Geometry', 'plan_geometry', 'apply_geometry', 'normalise', 'preprocess']

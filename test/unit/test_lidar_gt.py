@@ -69,10 +69,10 @@ def test_16uc1_depth_is_millimetres_and_zero_is_missing():
     np.testing.assert_allclose(out, [[np.nan, 1.5], [40.0, 0.001]])
 
 
-def test_truncated_image_message_is_a_data_error():
+def test_truncated_image_message_is_an_input_error():
     msg = bag_io.image_msg(TS, np.zeros((4, 4, 3), np.uint8), 0, 'cam')
     msg.data = msg.data[:10]
-    with pytest.raises(DataError, match='truncated'):
+    with pytest.raises(InputError, match='truncated'):
         bag_io.image_to_numpy(msg)
 
 

@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError, UrcdcDepthError
+from ..stamps import stamp_to_ns
 from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
                        depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
                        valid_mask)
@@ -137,17 +138,6 @@ class _Frame:
     reason: str = ''
     released: bool = False
     row: dict = field(default_factory=dict)
-
-
-def _fast_stamp_ns(conn, raw) -> int | None:
-    """Header stamp straight from CDR bytes (header is the first field); None if not CDR."""
-    ext = getattr(conn, 'ext', None)
-    if getattr(ext, 'serialization_format', None) != 'cdr' or len(raw) < 12:
-        return None
-    order = '<' if raw[1] == 1 else '>'
-    sec = int(np.frombuffer(bytes(raw[4:8]), f'{order}i4')[0])
-    nsec = int(np.frombuffer(bytes(raw[8:12]), f'{order}u4')[0])
-    return sec * 1_000_000_000 + nsec
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -329,12 +319,12 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
                 continue
             if conn.topic == info_topic:
                 msg = reader.deserialize(raw, conn.msgtype)
-                infos.append((bag_io.stamp_ns(msg), msg))
+                infos.append((stamp_to_ns(msg.header.stamp), msg))
                 if conn.topic not in (primary, image_topic):
                     continue
-            st = _fast_stamp_ns(conn, raw)
+            st = bag_io.connection_stamp_ns(conn, raw)
             if st is None:
-                st = bag_io.stamp_ns(reader.deserialize(raw, conn.msgtype))
+                st = stamp_to_ns(reader.deserialize(raw, conn.msgtype).header.stamp)
             stamps[conn.topic].append((st, recv_ns))
     except Exception as exc:  # reason: a truncated file surfaces as various rosbags errors
         read_error = (f'bag read stopped after {n_read} messages: {type(exc).__name__}: {exc} '
@@ -430,11 +420,11 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
                 warnings.append(read_error2)
             break
         t0 = time.perf_counter()
-        st = _fast_stamp_ns(conn, raw)
+        st = bag_io.connection_stamp_ns(conn, raw)
         msg = None
         if st is None:
             msg = reader.deserialize(raw, conn.msgtype)
-            st = bag_io.stamp_ns(msg)
+            st = stamp_to_ns(msg.header.stamp)
         key = (conn.topic, st)
         if key not in waiting or key in store:
             continue
