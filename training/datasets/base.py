@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from urcdc_depth_ros.config import IMAGENET_MEAN, IMAGENET_STD
+from urcdc_depth_ros.config import (IMAGENET_MEAN, IMAGENET_STD, KITTI_FOCAL_PX,
+                                    KITTI_MAX_DEPTH_M)
 from urcdc_depth_ros.errors import ConfigError, DataError
 
 from ..augmentation import TrainAugmentation
@@ -78,7 +79,7 @@ class DataConfig:
     gt_path_eval: str = ''
     input_height: int = 352
     input_width: int = 1120
-    max_depth: float = 80.0
+    max_depth: float = KITTI_MAX_DEPTH_M
     do_kb_crop: bool = True
     kb_crop_height: int = 352
     kb_crop_width: int = 1216
@@ -282,7 +283,7 @@ class DepthDataset(Dataset):
 
     name = 'base'
     depth_scale = 256.0  # PNG value per metre
-    default_focal = 721.5377
+    default_focal = KITTI_FOCAL_PX
 
     def __init__(self, cfg: DataConfig, mode: str):
         if mode not in MODES:

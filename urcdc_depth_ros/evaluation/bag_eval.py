@@ -34,11 +34,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config import KITTI_MAX_DEPTH_M
 from ..errors import ConfigError, DataError, UrcdcDepthError
-from ..stamps import stamp_to_ns
 from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
                        depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
                        valid_mask)
+from ..stamps import stamp_to_ns
 from . import bag_io
 from .lidar_gt import TX_MODES, depth_image_intrinsics, lidar_depth
 from .report import headline
@@ -156,7 +157,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  depth_topic: str | None = None, uncertainty_topic: str | None = None,
                  image_topic: str | None = None, camera_info_topic: str | None = None,
                  depth_camera_info_topic: str | None = None, lidar_topic: str | None = None,
-                 tolerance_ms: float = 50.0, min_depth: float = 1e-3, max_depth: float = 80.0,
+                 tolerance_ms: float = 50.0, min_depth: float = 1e-3,
+                 max_depth: float = KITTI_MAX_DEPTH_M,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
                  seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:
@@ -653,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--tolerance-ms', type=float, default=50.0,
                    help='max |camera - LiDAR| stamp difference, ms')
     p.add_argument('--min-depth', type=float, default=1e-3, help='evaluation minimum, m')
-    p.add_argument('--max-depth', type=float, default=80.0, help='evaluation maximum, m')
+    p.add_argument('--max-depth', type=float, default=KITTI_MAX_DEPTH_M,
+                   help='evaluation maximum, m')
     p.add_argument('--crop', choices=('garg', 'eigen', 'none'), default='garg')
     p.add_argument('--flip-tta', action='store_true', help='mode (a): flip test-time aug.')
     p.add_argument('--tx-mode', choices=TX_MODES, default='auto',

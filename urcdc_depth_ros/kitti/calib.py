@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import KITTI_FOCAL_PX
 from ..errors import DataError
 from ..geometry import points_to_depth
 
 # KITTI 2011_09_26 calibration (KITTI raw devkit), the generator's default camera.
 KITTI_2011_09_26 = {
-    'P_rect_02': np.array([[7.215377e+02, 0.0, 6.095593e+02, 4.485728e+01],
-                           [0.0, 7.215377e+02, 1.728540e+02, 2.163791e-01],
+    'P_rect_02': np.array([[KITTI_FOCAL_PX, 0.0, 6.095593e+02, 4.485728e+01],
+                           [0.0, KITTI_FOCAL_PX, 1.728540e+02, 2.163791e-01],
                            [0.0, 0.0, 1.0, 2.745884e-03]]),
     'R_rect_00': np.array([[9.999239e-01, 9.837760e-03, -7.445048e-03],
                            [-9.869795e-03, 9.999421e-01, -4.278459e-03],
