@@ -37,7 +37,7 @@ setup(
             'urcdc-export = urcdc_training.export:main',
             'urcdc-synth = urcdc_training.synthetic.cli:main',
             'urcdc-kitti2bag = urcdc_depth_ros.kitti.to_bag:main',
-            'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval:main',
+            'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval_cli:main',
         ],
     },
 )

@@ -126,7 +126,7 @@ def overview_figure(bag: str, onnx_path: str, params_file: str, path: str) -> st
     from urcdc_depth_ros.config import estimator_config_from_params, load_node_params
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.evaluation import bag_io
-    from urcdc_depth_ros.evaluation.bag_eval import open_bag
+    from urcdc_depth_ros.evaluation.bag_topics import open_bag
     from urcdc_depth_ros.evaluation.report import _plt
     from urcdc_depth_ros.pointcloud import depth_to_points
 
