@@ -1,4 +1,4 @@
-"""Evaluation of a trained network with the official protocol (DESIGN.md section 5).
+"""Evaluation of a trained network with the official protocol (docs/method.md §5).
 
 KB-cropped input -> Transformer depth (+ uncertainty), optionally flip-TTA fused -> placed back
 in the full frame (zeros elsewhere, as the official script) -> predictions clamped to

@@ -4,7 +4,7 @@ One :class:`Trainer` runs in every process that ``torchrun`` starts (or alone). 
 training loop; the losses are :mod:`urcdc_training.losses`, the metrics
 :mod:`urcdc_depth_ros.metrics` (through :mod:`urcdc_training.evaluate`).
 
-Recipe (DESIGN.md section 2-3): Adam, lr polynomially decayed with power 0.9 to 0.1 lr over all
+Recipe (docs/method.md §2-3): Adam, lr polynomially decayed with power 0.9 to 0.1 lr over all
 steps (set before every step, a pure function of the global step); even steps optimise
 SILog (both branches) + uncertainty, odd steps cross-distillation.
 
