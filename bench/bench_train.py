@@ -23,7 +23,7 @@ import time
 
 import torch
 
-log = logging.getLogger('bench_train')
+logger = logging.getLogger(__name__)
 
 
 class RandomDepthSet(torch.utils.data.Dataset):

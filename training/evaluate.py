@@ -24,7 +24,7 @@ from urcdc_depth_ros.metrics import (DEPTH_RANGES_M, METRIC_NAMES, MetricAccumul
                                      sparsification_curve, valid_mask)
 from urcdc_depth_ros.tta import fuse_flip
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SPARSIFICATION_STEPS = 20
 
@@ -255,13 +255,13 @@ def evaluate_checkpoint(checkpoint: str, config=None, split: str = 'eval',
     result.update(checkpoint=os.path.abspath(checkpoint), flip_tta=flip_tta,
                   crop=cfg.eval_crop_name(), max_depth=max_depth,
                   meta=meta.to_dict() if meta is not None else None)
-    log.info('%s\n%s', checkpoint, format_table(result))
+    logger.info('%s\n%s', checkpoint, format_table(result))
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'metrics.json'), 'w', encoding='utf-8') as f:
             json.dump(result, f, indent=2, default=float)
         plot_sparsification(result, os.path.join(out_dir, 'sparsification.png'))
-        log.info('wrote %s and sparsification.png', os.path.join(out_dir, 'metrics.json'))
+        logger.info('wrote %s and sparsification.png', os.path.join(out_dir, 'metrics.json'))
     return result
 
 

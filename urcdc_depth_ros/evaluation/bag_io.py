@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
