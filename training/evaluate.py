@@ -96,7 +96,7 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
         ``uncertainty``: 'ranges' {'0-10': {...}, ...}, 'uncertainty' {'ause', 'aurg',
         'fractions', 'model_curve', 'oracle_curve'}}.
     """
-    from tqdm import tqdm
+    from urcdc_depth_ros.progress import progress_bar
     device = torch.device(device)
     model.eval()
     n = len(dataset) if not max_images else min(max_images, len(dataset))
@@ -106,7 +106,8 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
     acc = MetricAccumulator()
     skipped = 0
     pooled: dict[str, list[np.ndarray]] = {'pred': [], 'gt': [], 'err': [], 'unc': []}
-    for batch in tqdm(loader, total=n, disable=not progress, unit='img', desc='eval'):
+    for batch in progress_bar(loader, total=n, disable=not progress, unit='img',
+                              desc='eval'):
         if 'has_valid_depth' in batch and not bool(_scalar(batch['has_valid_depth'])):
             skipped += 1
             continue

@@ -432,7 +432,7 @@ class Trainer:
         Raises:
             TrainingDivergedError: a loss went NaN/inf (the last good checkpoint is kept).
         """
-        from tqdm import tqdm
+        from urcdc_depth_ros.progress import progress_bar
         cfg = self.cfg
         if self.global_step >= self.total_steps:
             logger.info('already at step %d of %d; nothing to do', self.global_step,
@@ -441,8 +441,8 @@ class Trainer:
         logger.info('training %s for %d steps (%d per epoch, batch %d x %d processes) on %s',
                     cfg.variant, self.total_steps, self.steps_per_epoch, cfg.batch_size,
                     self.dist.world_size, self.device)
-        bar = tqdm(total=self.total_steps, initial=self.global_step, unit='step',
-                   disable=not self.dist.is_main, dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.global_step, unit='step',
+                           disable=not self.dist.is_main, dynamic_ncols=True)
         last_eval = None
         t0, n0 = time.perf_counter(), self.global_step
         try:

@@ -181,8 +181,8 @@ def generate_dataset(out_dir: str, drives: int = 2, frames: int = 5, seed: int =
                   * 1e9) + 964389445
     it = range(drives)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc='drives', unit='drive')
+        from urcdc_depth_ros.progress import progress_bar
+        it = progress_bar(it, desc='drives', unit='drive')
     for i in it:
         rng = np.random.default_rng([seed, i])
         generate_drive(os.path.join(date_dir, names[i]),

@@ -97,8 +97,8 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
         writer.write(c_tf, first_ns, ts.serialize_cdr(tf, bag_io.TF_TYPE))
         frames = range(start, end)
         if progress:
-            from tqdm import tqdm
-            frames = tqdm(frames, desc=f'kitti2bag {drive.name}', unit='frame')
+            from ..progress import progress_bar
+            frames = progress_bar(frames, desc=f'kitti2bag {drive.name}', unit='frame')
         for i in frames:
             t_img = int(drive.image_stamps_ns[i])
             rgb = drive.read_image(i)
