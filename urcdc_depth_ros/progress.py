@@ -49,6 +49,9 @@ def _line_bar_class():
                 self._write_line(step, now)
             return True
 
+        def clear(self, nolock=False):
+            """Nothing to erase: lines already written stay (``tqdm.write`` calls this)."""
+
         def close(self):
             r"""Print the final state (unless just printed), then close without ``\r``."""
             if not getattr(self, 'disable', True) and hasattr(self, 'last_print_t') \
