@@ -12,9 +12,9 @@ from fixtures.tiny_kitti import make_tiny_drive, write_depth_bag
 
 from urcdc_depth_ros.errors import ConfigError, DataError
 from urcdc_depth_ros.evaluation import bag_eval_cli, bag_io, evaluate_bag
-from urcdc_depth_ros.evaluation.kitti2bag import CAMERA_INFO_TOPIC, convert_drive
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
-from urcdc_depth_ros.kitti_calib import KittiCalib
+from urcdc_depth_ros.kitti.to_bag import CAMERA_INFO_TOPIC, convert_drive
+from urcdc_depth_ros.kitti.raw import KittiDrive
+from urcdc_depth_ros.kitti.calib import KittiCalib
 
 FRAMES = 4
 

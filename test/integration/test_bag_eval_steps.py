@@ -12,8 +12,8 @@ from urcdc_depth_ros.evaluation.bag_eval import (BagIndex, EvalFrame, FrameScore
                                                  summarize)
 from urcdc_depth_ros.evaluation.bag_topics import (EvalTopics, bag_topics, open_bag,
                                                    resolve_topics)
-from urcdc_depth_ros.evaluation.kitti2bag import convert_drive
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
+from urcdc_depth_ros.kitti.to_bag import convert_drive
+from urcdc_depth_ros.kitti.raw import KittiDrive
 
 FRAMES = 6
 IMG, INFO, PC, TF = (bag_io.IMAGE_TYPE, bag_io.CAMERA_INFO_TYPE, bag_io.POINTCLOUD_TYPE,
