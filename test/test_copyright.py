@@ -2,8 +2,8 @@
 
 Source files carry no per-file header (the ROS ``ament_copyright`` convention is optional);
 the copyright notice lives in LICENSE alone. This check keeps that decision true: package.xml
-and setup.py name the same licence, and any file that does mention a licence (e.g. code adapted
-from another MIT project) names a compatible one.
+and setup.py name the same licence, any file that mentions a licence names a compatible one, and
+every file "Adapted from" another project names that project's (MIT) licence, as README says.
 """
 import os
 import re
@@ -39,3 +39,18 @@ def test_no_source_file_states_another_licence():
                         if (spdx and spdx != 'MIT') or (not spdx and 'MIT' not in m.group(0)):
                             offenders.append(f'{os.path.relpath(path, ROOT)}: {m.group(0)}')
     assert not offenders, offenders
+
+
+def test_every_adapted_file_names_its_source_licence():
+    """README: adapted parts keep their (MIT) notice in the file that adapts them."""
+    unnamed = []
+    for top in ('urcdc_depth_ros', 'training'):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in (n for n in files if n.endswith('.py')):
+                path = os.path.join(dirpath, name)
+                with open(path, encoding='utf-8') as f:
+                    head = f.read(1500)
+                m = re.search(r'Adapted from (.*?)(?:\n\n|""")', head, re.S)
+                if m and 'MIT' not in m.group(1):
+                    unnamed.append(os.path.relpath(path, ROOT))
+    assert not unnamed, f'adapted without naming the licence: {unnamed}'
