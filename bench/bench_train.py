@@ -25,7 +25,7 @@ import torch
 
 from urcdc_depth_ros.config import KITTI_FOCAL_PX, KITTI_MAX_DEPTH_M
 
-log = logging.getLogger('bench_train')
+logger = logging.getLogger(__name__)
 
 
 class RandomDepthSet(torch.utils.data.Dataset):

@@ -4,7 +4,7 @@ Images are (H, W, 3) float32 RGB in [0, 1]; depth maps are (H, W) float32 metres
 Every function that draws random numbers takes an ``np.random.Generator``; the loaders create one
 per sample (from the seed, the epoch and the index), so a sample's augmentation is reproducible.
 
-Order (URCDC-Depth / BTS, DESIGN.md section 2 and 4): random rotation -> random crop -> CutFlip ->
+Order (URCDC-Depth / BTS, docs/method.md §2 and §4): random rotation -> random crop -> CutFlip ->
 horizontal flip -> colour (gamma, brightness, per-channel gain, clip), composed by
 :class:`TrainAugmentation`.
 """

@@ -30,7 +30,7 @@ from urcdc_depth_ros.errors import BackendError, UrcdcDepthError
 from urcdc_depth_ros.inference.base import INPUT_NAME, META_KEY, OUTPUT_NAMES, file_sha256
 from urcdc_depth_ros.inference.tensorrt_build import TRT10_SUPPORTED_OPS, trtexec_command
 
-LOG = logging.getLogger('urcdc_training.export')
+logger = logging.getLogger(__name__)
 MIN_OPSET = 17
 
 
@@ -135,9 +135,9 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
     onnx.save(model, out_path)
     bad = unsupported_ops(model)
     if bad:
-        LOG.warning('%s uses ops the TensorRT 10 ONNX parser lacks: %s', out_path, bad)
-    LOG.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
-             'dynamic batch' if dynamic_batch else 'static shapes')
+        logger.warning('%s uses ops the TensorRT 10 ONNX parser lacks: %s', out_path, bad)
+    logger.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
+                'dynamic batch' if dynamic_batch else 'static shapes')
     return out_path
 
 
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
 
 

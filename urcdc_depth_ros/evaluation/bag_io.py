@@ -22,7 +22,7 @@ from ..errors import DataError
 from ..geometry import camera_info_intrinsics
 from ..stamps import cdr_stamp_ns, ns_to_sec_nanosec
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
