@@ -32,7 +32,7 @@ from urcdc_depth_ros.errors import BackendError
 from urcdc_depth_ros.inference.base import INPUT_NAME, META_KEY
 from urcdc_depth_ros.inference.tensorrt_build import FP32_OP_TYPES
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: node-name fragments of the output heads (``URCDCDepth.disp_head1`` / ``uncer_head1``)
 HEAD_NAME_PARTS = ('/disp_head', '/uncer_head')
@@ -168,7 +168,7 @@ def quantize_int8(fp32_path: str, out_path: str, inputs: Iterable[np.ndarray]) -
     out = onnx.load(out_path)
     _set_precision(out, 'int8', keep)
     onnx.save(out, out_path)
-    LOG.info('INT8 QDQ model %s: %d frames, %d float nodes', out_path, len(frames), len(keep))
+    logger.info('INT8 QDQ model %s: %d frames, %d float nodes', out_path, len(frames), len(keep))
 
 
 def _merge_every(count: int) -> int:
@@ -228,7 +228,7 @@ def write_precision(fp32_path: str, out_path: str, precision: str,
             raise BackendError('INT8 needs calibration frames: pass --calib-images DIR or '
                                '--calib-data DIR --calib-split FILE')
         quantize_int8(fp32_path, out_path, frames)
-    LOG.info('wrote %s ONNX %s', precision, out_path)
+    logger.info('wrote %s ONNX %s', precision, out_path)
     return out_path
 
 

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .base import InferenceBackend
 from .selection import backend_options, choose_backend
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: backend name -> 'module:Class' (imported on first use)
 BACKENDS: dict[str, str] = {
@@ -58,7 +58,7 @@ def resolve_backend(name: str, model_path: str | os.PathLike) -> str:
         backend_class(name)  # unknown names fail here, before any model is read
         return name
     chosen, why = choose_backend(model_path)
-    LOG.info('backend auto -> %s: %s', chosen, why)
+    logger.info('backend auto -> %s: %s', chosen, why)
     return chosen
 
 

@@ -18,7 +18,7 @@ from ..config import ModelMeta
 from ..errors import BackendError, ConfigError
 from .base import INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, require_file
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ('auto', 'f32', 'bf16')
 HINTS = ('latency', 'throughput')
@@ -48,8 +48,8 @@ def resolve_precision(requested: str, capabilities) -> str:
     if requested == 'auto':
         return 'bf16' if has_bf16 else 'f32'
     if requested == 'bf16' and not has_bf16:
-        LOG.warning('this CPU lists no BF16 support (%s); OpenVINO will run bf16 as f32',
-                    list(capabilities))
+        logger.warning('this CPU lists no BF16 support (%s); OpenVINO will run bf16 as f32',
+                       list(capabilities))
     return requested
 
 
@@ -111,8 +111,8 @@ class OpenVINOBackend:
         self._request = self._compiled.create_infer_request()
         self.model_path = path
         self.device = f'{device} ({core.get_property(device, "FULL_DEVICE_NAME")})'
-        LOG.info('openvino backend: %s on %s, %s, %s hint, %s threads', path, self.device,
-                 self.precision, hint, threads or 'default')
+        logger.info('openvino backend: %s on %s, %s, %s hint, %s threads', path, self.device,
+                    self.precision, hint, threads or 'default')
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 normalised -> {'depth', 'uncertainty'} each (N, 1, H, W)."""

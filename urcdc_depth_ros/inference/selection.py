@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
 ENGINE_SUFFIXES = ('.engine', '.plan')

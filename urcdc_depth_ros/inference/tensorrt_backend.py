@@ -24,7 +24,7 @@ from .engine_cache import check_engine_compatible, ensure_engine
 from .tensorrt_build import (build_engine, current_device_info, import_tensorrt,
                              plan_precision, read_onnx_meta)
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class TensorRTBackend:
@@ -78,7 +78,7 @@ class TensorRTBackend:
         self.model_path = engine_path
         self.precision = (sidecar or {}).get('precision', self.meta.precision)
         self.device = f'{info.gpu_name} (TensorRT {info.tensorrt_version})'
-        LOG.info('tensorrt backend: %s on %s, %s', engine_path, self.device, self.precision)
+        logger.info('tensorrt backend: %s on %s, %s', engine_path, self.device, self.precision)
 
     @staticmethod
     def _cached_engine(onnx_path, info, precision, cache_dir, rebuild, dla_core, **build_opts):

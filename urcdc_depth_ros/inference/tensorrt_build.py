@@ -29,7 +29,7 @@ from ..config import ModelMeta
 from ..errors import BackendError
 from .engine_cache import DeviceInfo, PRECISIONS
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: ONNX operators the TensorRT 10 ONNX parser supports (onnx-tensorrt ``docs/operators.md``,
 #: release 10.x, rows marked "Y"); the export test checks every node of our graph is here.
@@ -258,11 +258,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         config.set_timing_cache(cache, ignore_mismatch=False)
     n_fp32 = 0
     if not strongly_typed and weak_typing_supported(trt):
-        LOG.warning('building a weakly typed FP16 engine from an FP32 ONNX (TensorRT %s); '
-                    'TensorRT 11 cannot: export an FP16 ONNX with `urcdc-export onnx '
-                    '--precision fp16` instead', trt.__version__)
+        logger.warning('building a weakly typed FP16 engine from an FP32 ONNX (TensorRT %s); '
+                       'TensorRT 11 cannot: export an FP16 ONNX with `urcdc-export onnx '
+                       '--precision fp16` instead', trt.__version__)
         if not builder.platform_has_fast_fp16:
-            LOG.warning('this GPU has no fast FP16; the engine may be slower than FP32')
+            logger.warning('this GPU has no fast FP16; the engine may be slower than FP32')
         config.set_flag(trt.BuilderFlag.FP16)
         kinds = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
         for i in range(network.num_layers):
@@ -279,9 +279,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    LOG.info('building %s %s engine from %s (%s ONNX, %d layers, %d pinned to FP32)',
-             'strongly typed' if strongly_typed else 'weakly typed', engine_precision,
-             onnx_path, onnx_precision, network.num_layers, n_fp32)
+    logger.info('building %s %s engine from %s (%s ONNX, %d layers, %d pinned to FP32)',
+                'strongly typed' if strongly_typed else 'weakly typed', engine_precision,
+                onnx_path, onnx_precision, network.num_layers, n_fp32)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f'TensorRT failed to build {onnx_path!r} at {engine_precision}; see '

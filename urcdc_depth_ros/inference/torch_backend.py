@@ -19,7 +19,7 @@ from ..config import ModelMeta
 from ..errors import BackendError, CheckpointError, ConfigError
 from .base import check_input, require_file
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TORCH_DTYPES = ('float32', 'bfloat16')
 #: Transformer-branch head modules kept in float32 under autocast (``URCDCDepth``)
@@ -101,8 +101,8 @@ class TorchBackend:
                                "torch_dtype='float32' (with fp16 autocast) on this GPU")
         self.fp16 = bool(fp16 if fp16 is not None else (cuda and not bf16))
         if self.fp16 and not cuda:
-            LOG.warning('fp16 ignored on %s (CPU half precision is slower and less accurate)',
-                        self.device)
+            logger.warning('fp16 ignored on %s (CPU half precision is slower and less accurate)',
+                           self.device)
             self.fp16 = False
         if self.fp16 and bf16:
             raise ConfigError('fp16 and torch_dtype=bfloat16 exclude each other; pick one')
@@ -113,7 +113,7 @@ class TorchBackend:
             _heads_in_float32(torch, self._net)
         self.meta = meta
         self.input_shape = (1, 3, meta.input_height, meta.input_width)
-        LOG.info('torch backend: %s on %s, %s', meta.variant, self.device, self.precision)
+        logger.info('torch backend: %s on %s, %s', meta.variant, self.device, self.precision)
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 normalised -> {'depth', 'uncertainty'} each (N, 1, H, W)."""
