@@ -233,13 +233,13 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     onnx_precision = meta.precision if meta is not None else 'fp32'
     major = tensorrt_major(trt)
     engine_precision, strongly_typed = plan_precision(onnx_precision, precision, major)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
     flags = 0
     if strongly_typed and major < 11:  # 11.x: always strongly typed, the flag is ignored
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, trt_logger)
     with open(onnx_path, 'rb') as f:
         ok = parser.parse(f.read())
     if not ok:
