@@ -29,6 +29,9 @@ class ModelMeta:
             the estimator rescales depth by ``fx_camera / focal_px`` for other cameras.
         min_depth: smallest depth reported as valid, metres.
         dataset: what the weights were trained on (free text, e.g. ``'kitti_eigen'``).
+        uncertainty_calibration: JSON of a fitted
+            :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration` (``urcdc-calibrate``);
+            ``''`` = none: ``uncertainty: metres`` is then the uncalibrated formula.
     """
 
     variant: str = 'tiny07'
@@ -40,6 +43,7 @@ class ModelMeta:
     focal_px: float = KITTI_FOCAL_PX
     min_depth: float = 1e-3
     dataset: str = 'unknown'
+    uncertainty_calibration: str = ''
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (JSON/YAML/ONNX-metadata friendly)."""
@@ -63,6 +67,12 @@ class ModelMeta:
             for k in ('input_height', 'input_width'):
                 if k in kw:
                     kw[k] = int(kw[k])
+            if isinstance(kw.get('uncertainty_calibration'), dict):
+                import json
+                kw['uncertainty_calibration'] = json.dumps(kw['uncertainty_calibration'],
+                                                           sort_keys=True)
+            elif kw.get('uncertainty_calibration') is None:
+                kw.pop('uncertainty_calibration', None)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f'model metadata {dict(d)!r} has a malformed value: {exc}') from exc
         meta = cls(**kw)
@@ -81,6 +91,20 @@ class ModelMeta:
                               f'{self.mean!r}/{self.std!r}')
         if not (self.focal_px > 0):
             raise ConfigError(f'focal_px must be > 0, got {self.focal_px!r}')
+        calibration = self.calibration()
+        if calibration is not None:
+            calibration.check_model(self.variant, self.max_depth, 'the uncertainty calibration')
+
+    def calibration(self):
+        """The fitted :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration`, or None.
+
+        Raises ConfigError when the stored table is corrupt.
+        """
+        if not self.uncertainty_calibration:
+            return None
+        from .calibration import UncertaintyCalibration
+        return UncertaintyCalibration.from_json(self.uncertainty_calibration,
+                                                'the uncertainty calibration')
 
 
 @dataclass(frozen=True)
@@ -97,8 +121,10 @@ class EstimatorConfig:
             focal length differs from the training camera).
         flip_tta: predict on the image and its mirror and fuse as the official evaluation does.
         uncertainty: what the ``uncertainty`` output holds: ``'metres'`` (expected absolute
-            depth error, m), ``'relative'`` (expected |gt-d|/(gt+d)) or ``'confidence'`` (the
-            network's raw map in [0, 1], high = reliable).
+            depth error, m; calibrated when the model carries a calibration), ``'bound90'``
+            (calibrated 90 % bound of the absolute error, m; needs a calibration),
+            ``'relative'`` (expected |gt-d|/(gt+d)) or ``'confidence'`` (the network's raw map
+            in [0, 1], high = reliable).
         min_depth, max_depth: valid range in metres; outside it the depth is NaN. ``None``
             takes the model's.
     """
@@ -113,7 +139,7 @@ class EstimatorConfig:
 
     RESIZE_MODES = ('kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')
-    UNCERTAINTY_KINDS = ('metres', 'relative', 'confidence')
+    UNCERTAINTY_KINDS = ('metres', 'bound90', 'relative', 'confidence')
 
     def __post_init__(self) -> None:
         for name, allowed in (('resize_mode', self.RESIZE_MODES),

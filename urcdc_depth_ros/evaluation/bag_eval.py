@@ -34,10 +34,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..calibration import frame_key, overlapping_frames
 from ..errors import ConfigError, DataError, UrcdcDepthError
-from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
-                       depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
-                       valid_mask)
+from ..metrics import (METRIC_NAMES, MetricAccumulator, calibration_bins, depth_metrics,
+                       metrics_by_range, protocol_pairs, sparsification_curve,
+                       uncertainty_scores, valid_mask)
 from . import bag_io
 from .lidar_gt import TX_MODES, lidar_depth, scale_intrinsics
 from .report import headline
@@ -169,7 +170,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  tolerance_ms: float = 50.0, min_depth: float = 1e-3, max_depth: float = 80.0,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
-                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:
+                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None,
+                 calibration: Any = None, series_out: dict | None = None) -> dict:
     """Evaluate depth in a bag against LiDAR ground truth and (optionally) write the report.
 
     Args:
@@ -190,6 +192,11 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         max_frames: evaluate at most this many frames (the first ones).
         baselines: {label: earlier result (or its metrics.json)} shown beside this run in
             the report (e.g. ``{'untrained': ...}``); see :func:`.report.headline`.
+        calibration: the model's :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration`
+            (mode a: the estimator's); a warning is added when it was fitted on frames
+            evaluated here.
+        series_out: if a dict, filled with the pooled pixels (``pred``, ``gt``, ``unc``) and
+            ``frame_keys`` of the evaluated frames (what ``urcdc-calibrate`` fits on).
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -215,6 +222,11 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                                    tx_mode, max_frames, n_panels, seed)
     finally:
         reader.close()
+    if calibration is None and estimator is not None:
+        calibration = getattr(estimator, 'calibration', None)
+    _check_calibration_overlap(result, series, calibration)
+    if series_out is not None:
+        series_out.update(series)
     result['bag'] = [str(p) for p in paths]
     result['wall_s'] = time.perf_counter() - t_start
     if baselines:
@@ -227,6 +239,23 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                         f'{result["frames"]["skip_reasons"]!r}'
                         + (f' (partial report in {str(out_dir)!r})' if out_dir else ''))
     return result
+
+
+def _check_calibration_overlap(result: dict, series: dict, calibration) -> None:
+    """Record the calibration in use; warn when it was fitted on frames scored here."""
+    unc = result.get('uncertainty', {})
+    unc['calibrated'] = calibration is not None
+    if calibration is None:
+        return
+    unc['calibration_fitted_on'] = calibration.fitted_on.get('source', '')
+    n = overlapping_frames(calibration, series['frame_keys'])
+    unc['calibration_overlap_frames'] = n
+    if n:
+        w = (f'the uncertainty calibration was fitted on {n} of the {len(series["frame_keys"])} '
+             f'frames evaluated here ({calibration.fitted_on.get("source")!r}): its figures are '
+             'in-sample; evaluate on frames held out from `urcdc-calibrate`')
+        LOG.warning('%s', w)
+        result['warnings'].append(w)
 
 
 def load_baseline(spec: str) -> tuple[str, dict]:
@@ -493,18 +522,20 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
     result['by_range'] = metrics_by_range(p, g) if p.size else {}
     unc_block: dict[str, Any] = {'available': bool(u.size)}
     curves: dict[str, Any] = {}
+    up = ug = p[:0]
     if unc_block['available']:
         up, ug = np.concatenate(pooled['unc_pred']), np.concatenate(pooled['unc_gt'])
-        abs_err = np.abs(up - ug)
-        rel_err = abs_err / ug
-        unc_block.update({f'{k}_abs_rel': v for k, v in ause_aurg(rel_err, u).items()})
-        unc_block.update({f'{k}_abs_m': v for k, v in ause_aurg(abs_err, u).items()})
+        kind = getattr(getattr(estimator, 'config', None), 'uncertainty', 'metres')
+        ranking = -u if kind == 'confidence' else u  # higher must mean less reliable
+        unc_block['kind'] = kind
+        unc_block.update(uncertainty_scores(
+            up, ug, ranking, bound_m=u if kind == 'bound90' else None, metres=kind == 'metres'))
         unc_block['ause'] = unc_block['ause_abs_rel']
         unc_block['aurg'] = unc_block['aurg_abs_rel']
-        unc_block['mean_predicted_m'] = float(np.mean(u))
-        unc_block['mean_observed_abs_err_m'] = float(np.mean(abs_err))
-        curves['sparsification'] = sparsification_curve(rel_err, u)
-        curves['calibration'] = calibration_bins(abs_err, u, bins=12)
+        abs_err = np.abs(up - ug)
+        curves['sparsification'] = sparsification_curve(abs_err / ug, ranking)
+        curves['sparsification_depth'] = sparsification_curve(abs_err / ug, up)
+        curves['calibration'] = calibration_bins(abs_err, u, bins=10)
     result['uncertainty'] = unc_block
     tm = {name: _stats(vals) for name, vals in timing.items()}
     tm['read'] = _stats([f.row.get('read_ms', np.nan) for f in used])
@@ -529,7 +560,10 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
              'camera_info intrinsics, the depth unit and the Tx rule (--tx-mode)')
         LOG.warning('%s', w)
         warnings.append(w)
+    keys = [frame_key(f.row.get('frame_id', ''), f.stamp_ns) for f in used]
     series = {'frames': frames, 'pred': p, 'gt': g, 'unc': u, 'curves': curves,
+              'unc_pred': up, 'unc_gt': ug,
+              'frame_keys': keys,
               'panels': panels, 'stamps': stamps, 'image_topic': image_topic}
     return result, series
 
@@ -629,7 +663,7 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
     timing['metrics'].append(metrics_ms)
     fr.row.update({k: m[k] for k in METRIC_NAMES})
     fr.row.update({'n': m['n'], 'coverage': m['coverage'], 'gt_ms': gt_ms,
-                   'metrics_ms': metrics_ms})
+                   'metrics_ms': metrics_ms, 'frame_id': frame_id})
     if ctx['mode'] == 'estimator':
         fr.row['model_ms'] = timing['model'][-1]
     fr.status = 'ok'
