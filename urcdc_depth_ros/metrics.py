@@ -31,7 +31,22 @@ def eigen_crop_mask(height: int, width: int) -> np.ndarray:
 
 
 def nyu_eval_mask(height: int = 480, width: int = 640) -> np.ndarray:
-    """NYU-Depth-v2 evaluation region (rows 45..471, cols 43..607 at 480x640); (H, W) bool."""
+    """NYU-Depth-v2 evaluation crop of the official eval.py: rows 45..471, cols 41..601; bool.
+
+    The official evaluation (``eval.py``, ``--eigen_crop`` for NYU) crops ``[45:471, 41:601]``
+    at 480x640; it is the ``'nyu'`` crop and the NYU default (see :func:`nyu_train_mask`).
+    """
+    mask = np.zeros((height, width), bool)
+    mask[45:471, 41:601] = True
+    return mask
+
+
+def nyu_train_mask(height: int = 480, width: int = 640) -> np.ndarray:
+    """NYU training valid region, rows 45..471, cols 43..607 (crop ``'nyu_train'``); bool.
+
+    The official dataloader's valid region (the white border of the NYU images excluded);
+    this package used it for evaluation before matching the official eval crop.
+    """
     mask = np.zeros((height, width), bool)
     mask[45:471, 43:607] = True
     return mask
@@ -43,14 +58,16 @@ def valid_mask(gt_m: np.ndarray, min_depth: float = 1e-3, max_depth: float = 80.
 
     Args:
         gt_m: (H, W) ground-truth depth, metres; 0/NaN = none.
-        crop: ``None``, ``'garg'``, ``'eigen'`` or ``'nyu'``.
+        crop: ``None``, ``'garg'``, ``'eigen'``, ``'nyu'`` (official eval crop) or
+            ``'nyu_train'`` (the training valid region).
     """
     gt = np.asarray(gt_m)
     with np.errstate(invalid='ignore'):
         mask = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     if crop is None:
         return mask
-    crops = {'garg': garg_crop_mask, 'eigen': eigen_crop_mask, 'nyu': nyu_eval_mask}
+    crops = {'garg': garg_crop_mask, 'eigen': eigen_crop_mask, 'nyu': nyu_eval_mask,
+             'nyu_train': nyu_train_mask}
     if crop not in crops:
         raise ValueError(f'crop={crop!r} is not one of {[None, *crops]}')
     return mask & crops[crop](*gt.shape[-2:])
@@ -291,7 +308,8 @@ def uncertainty_scores(pred_m: np.ndarray, gt_m: np.ndarray, uncertainty: np.nda
 
 
 __all__ = ['METRIC_NAMES', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'DEPTH_RANGES_M',
-           'garg_crop_mask', 'eigen_crop_mask', 'nyu_eval_mask', 'valid_mask', 'depth_metrics',
+           'garg_crop_mask', 'eigen_crop_mask', 'nyu_eval_mask', 'nyu_train_mask',
+           'valid_mask', 'depth_metrics',
            'evaluate_depth', 'protocol_pairs', 'metrics_by_range', 'MetricAccumulator',
            'sparsification_curve', 'ause_aurg', 'calibration_bins', 'calibration_error',
            'UNCERTAINTY_BASELINES', 'uncertainty_scores']

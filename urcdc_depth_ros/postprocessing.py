@@ -26,6 +26,7 @@ from .config import EstimatorConfig, ModelMeta
 from .errors import ConfigError
 from .preprocessing import Geometry
 
+
 def metres_from_confidence(u: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
     """Uncalibrated expected absolute error, metres: ``2 d r / (1 - r^2)``; shape of ``depth_m``.
 

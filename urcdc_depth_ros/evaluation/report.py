@@ -470,8 +470,10 @@ def _tables_md(result: dict) -> list[str]:
 
 
 def uncertainty_md(u: dict) -> list[str]:
-    """Markdown lines: AUSE/AURG of the uncertainty beside the oracle, random order and the
-    depth-proportional baseline (sigma = c * depth), then calibration and interval figures."""
+    """Markdown lines: AUSE/AURG beside the oracle, random order and sigma = c * depth.
+
+    Then the calibration error, mean predicted vs observed and the interval coverage.
+    """
     rows = [('uncertainty' + (' (calibrated)' if u.get('calibrated') else ''), ''),
             ('sigma = c · depth', 'depth_'), ('random order', 'random_'),
             ('oracle (true error)', 'oracle_')]
@@ -597,4 +599,5 @@ def render_html(result: dict, figs: dict[str, str]) -> str:
             + f'<h2>Samples</h2>{samples}</body></html>\n')
 
 
-__all__ = ['headline', 'uncertainty_md', 'write_outputs', 'make_figures', 'render_markdown', 'render_html']
+__all__ = ['headline', 'uncertainty_md', 'write_outputs', 'make_figures', 'render_markdown',
+           'render_html']
