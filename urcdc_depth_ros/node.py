@@ -78,8 +78,10 @@ PARAM_DOCS: dict[str, tuple[str, Optional[tuple[float, float]]]] = {
     'output_resolution': ("'input' (depth at camera size) or 'model' (network size)", None),
     'rescale_focal': ("scale depth by fx / the training camera's focal length", None),
     'flip_tta': ('average the prediction with that of the mirrored image', None),
-    'uncertainty': ("what `uncertainty` holds: 'metres' (expected |error|, m), 'relative' "
-                    "(expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], high = reliable)", None),
+    'uncertainty': ("what `uncertainty` holds: 'metres' (expected |error|, m; calibrated when "
+                    "the model carries a calibration), 'bound90' (calibrated 90 % bound of "
+                    "|error|, m), 'relative' (expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], "
+                    'high = reliable)', None),
     'min_depth': ("smallest valid depth (m); 0 = the model's", (0.0, 1e4)),
     'max_depth': ("largest valid depth (m); 0 = the model's", (0.0, 1e4)),
 }
@@ -95,6 +97,14 @@ class _Frame:
     header: Header
     stamp_ns: int
     t_recv_s: float
+
+
+def uncertainty_calibration(estimator) -> str:
+    """Diagnostics text: ``'none'`` (uncalibrated formula) or what the table was fitted on."""
+    cal = getattr(estimator, 'calibration', None)
+    if cal is None:
+        return 'none' if estimator is not None else ''
+    return f'fitted on {cal.n_pixels} px of {cal.fitted_on.get("source", "?")}'
 
 
 class DepthNode(LifecycleNode):
@@ -244,6 +254,11 @@ class DepthNode(LifecycleNode):
             f'configured: backend={cfg.backend!r} model={cfg.model_path!r} '
             f'input_size={getattr(self._estimator, "input_size", None)!r} '
             f'variant={getattr(meta, "variant", None)!r} uncertainty={est_cfg.uncertainty!r}')
+        if est_cfg.uncertainty == 'metres' and uncertainty_calibration(self._estimator) == 'none':
+            self.get_logger().warning(
+                f'{cfg.model_path!r} carries no uncertainty calibration: `uncertainty` holds '
+                'the uncalibrated formula 2 d r / (1 - r^2), not measured metres; fit one '
+                'with `urcdc-calibrate --model MODEL --bag BAG_WITH_LIDAR`')
         self._state = 'inactive'
         return super().on_configure(state)
 
@@ -507,6 +522,8 @@ class DepthNode(LifecycleNode):
         values['backend'] = self._cfg.backend if self._cfg else ''
         values['model_path'] = self._cfg.model_path if self._cfg else ''
         values['input_size'] = str(getattr(self._estimator, 'input_size', ''))
+        values['uncertainty'] = self._est_cfg.uncertainty if self._est_cfg else ''
+        values['uncertainty_calibration'] = uncertainty_calibration(self._estimator)
         values['state'] = self._state
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status

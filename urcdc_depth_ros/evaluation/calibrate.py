@@ -46,10 +46,10 @@ def _kind(path: str) -> str:
         return 'onnx'
     if ext in ('.engine', '.plan'):
         return 'engine'
-    if ext in ('.pt', '.pth'):
+    if ext in ('.pt', '.pth', '.ckpt'):
         return 'checkpoint'
     raise ConfigError(f'model {path!r}: unknown kind {ext!r}; give an .onnx, .engine/.plan '
-                      '(with its .json sidecar) or .pt/.pth checkpoint')
+                      '(with its .json sidecar) or .pt/.pth/.ckpt checkpoint')
 
 
 def read_model_meta(path: str) -> ModelMeta:
