@@ -36,6 +36,7 @@ from ..config import ModelMeta
 from ..errors import ConfigError, UrcdcDepthError
 from ..inference.base import META_KEY
 from ..metrics import calibration_error
+from .bag_eval import add_ground_truth_args, evaluate_bag, ground_truth_kwargs
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +73,17 @@ def read_model_meta(path: str) -> ModelMeta:
         raise ConfigError(f'checkpoint {path!r} carries no metadata; export it from a '
                           'urcdc-train checkpoint')
     return ModelMeta.from_dict(ckpt['meta'])
+
+
+def model_calibration(path: str | None) -> UncertaintyCalibration | None:
+    """The calibration stored in the model file ``path``; None without one (or unreadable)."""
+    if not path:
+        return None
+    try:
+        return read_model_meta(path).calibration()
+    except UrcdcDepthError as exc:
+        LOG.debug('no calibration read from %s: %s', path, exc)
+        return None
 
 
 def write_model_meta(path: str, meta: ModelMeta, out_path: str | None = None) -> str:
@@ -124,7 +136,6 @@ def fit_on_bag(model_path: str, bags: list[str], params: dict | None = None,
     """
     from ..config import estimator_config_from_params
     from ..estimator import DepthEstimator
-    from .bag_eval import evaluate_bag
 
     params = dict(params or {})
     params['uncertainty'] = 'confidence'  # the raw head is what the table maps
@@ -165,13 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', help='folder for calibration.json (default: beside the model)')
     p.add_argument('--params-file', help='node parameters (estimator settings, as the node)')
     p.add_argument('--backend', default='onnxruntime', help='inference backend for --model')
-    p.add_argument('--image-topic', help='camera image topic (auto when unique)')
-    p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
-    p.add_argument('--lidar-topic', help='PointCloud2 topic (auto when unique)')
-    p.add_argument('--crop', choices=('garg', 'eigen', 'none'), default='garg')
-    p.add_argument('--min-depth', type=float, default=1e-3, help='GT minimum, m')
-    p.add_argument('--max-depth', type=float, default=80.0, help='GT maximum, m')
-    p.add_argument('--max-frames', type=int, help='use only the first N frames')
+    add_ground_truth_args(p)
     p.add_argument('--head-bins', type=int, default=12, help='bins along the head value')
     p.add_argument('--depth-bins', type=int, default=8, help='bins along the depth')
     return p
@@ -205,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             cal, summary = fit_on_bag(
                 args.model, args.bag, params, backend=args.backend,
                 head_bins=args.head_bins, depth_bins=args.depth_bins,
-                image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                lidar_topic=args.lidar_topic, crop=args.crop, min_depth=args.min_depth,
-                max_depth=args.max_depth, max_frames=args.max_frames)
+                **ground_truth_kwargs(args))
         cal.check_model(meta.variant, meta.max_depth, f'calibration for {args.model!r}')
         dst = write_model_meta(args.model, replace(meta, uncertainty_calibration=cal.to_json()),
                                args.output_model)
