@@ -80,7 +80,7 @@ def test_a_corrupt_table_exits_2(models, tmp_path, caplog):
 
 
 def test_fitting_on_a_short_bag_refuses_with_the_pixel_count(models, tmp_path, caplog):
-    from urcdc_depth_ros.evaluation.kitti2bag import convert_drive
+    from urcdc_depth_ros.kitti.to_bag import convert_drive
     synthetic = pytest.importorskip('urcdc_training.synthetic')
     info = synthetic.generate_dataset(str(tmp_path / 'data'), drives=1, frames=2, seed=0,
                                       width=320, height=96, test_drives=1)

@@ -36,7 +36,8 @@ from ..config import ModelMeta
 from ..errors import ConfigError, UrcdcDepthError
 from ..inference.base import META_KEY
 from ..metrics import calibration_error
-from .bag_eval import add_ground_truth_args, evaluate_bag, ground_truth_kwargs
+from .bag_eval import evaluate_bag
+from .bag_eval_cli import add_ground_truth_args, ground_truth_kwargs
 
 LOG = logging.getLogger(__name__)
 
