@@ -528,10 +528,10 @@ def _uncertainty_block(pooled: dict[str, np.ndarray], kind: str = 'metres'
 
 def _check_calibration_overlap(result: dict, series: dict, calibration) -> None:
     """Record the calibration in use; warn when it was fitted on frames scored here."""
-    unc = result['uncertainty']
-    unc['calibrated'] = calibration is not None
-    if calibration is None:
+    if calibration is None:  # nothing to add: summarize()'s block stays as it is
         return
+    unc = result['uncertainty']
+    unc['calibrated'] = True
     unc['calibration_fitted_on'] = calibration.fitted_on.get('source', '')
     n = overlapping_frames(calibration, series['frame_keys'])
     unc['calibration_overlap_frames'] = n
