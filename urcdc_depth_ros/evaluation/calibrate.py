@@ -39,7 +39,7 @@ from ..metrics import calibration_error
 from .bag_eval import evaluate_bag
 from .bag_eval_cli import add_ground_truth_args, ground_truth_kwargs
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _kind(path: str) -> str:
@@ -83,7 +83,7 @@ def model_calibration(path: str | None) -> UncertaintyCalibration | None:
     try:
         return read_model_meta(path).calibration()
     except UrcdcDepthError as exc:
-        LOG.debug('no calibration read from %s: %s', path, exc)
+        logger.debug('no calibration read from %s: %s', path, exc)
         return None
 
 
@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(table, 'w', encoding='utf-8') as f:
             json.dump({**cal.to_dict(), 'fit': summary}, f, indent=2)
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
-    LOG.info('calibration (%d pixels, %d frames of %s) stored in %s; table in %s%s',
+    logger.info('calibration (%d pixels, %d frames of %s) stored in %s; table in %s%s',
              cal.n_pixels, cal.fitted_on.get('n_frames', 0), cal.fitted_on.get('source'),
              dst, table, ''.join(f'; {k} {v:.4g}' for k, v in summary.items()
                                  if isinstance(v, float)))
