@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.error('%s', exc)
         return 2
     logger.info('calibration (%d pixels, %d frames of %s) stored in %s; table in %s%s',
-             cal.n_pixels, cal.fitted_on.get('n_frames', 0), cal.fitted_on.get('source'),
-             dst, table, ''.join(f'; {k} {v:.4g}' for k, v in summary.items()
-                                 if isinstance(v, float)))
+                cal.n_pixels, cal.fitted_on.get('n_frames', 0), cal.fitted_on.get('source'),
+                dst, table, ''.join(f'; {k} {v:.4g}' for k, v in summary.items()
+                                    if isinstance(v, float)))
     return 0
 
 
