@@ -30,7 +30,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,10 +65,25 @@ def open_bag(paths: Sequence[str | os.PathLike]):
         reader = AnyReader(ps, default_typestore=bag_io.get_ros2_typestore())
         reader.open()
     except Exception as exc:  # reason: rosbags raises several unrelated types here
+        recovered = _recover_mcap(ps)
+        if recovered is not None:
+            return recovered
         raise DataError(f'cannot open bag {[str(p) for p in ps]!r}: {type(exc).__name__}: '
                         f'{exc}. The file is corrupt, truncated or not a bag; re-record it, or '
                         'for a rosbag2 folder check that metadata.yaml matches the storage '
                         'files (`ros2 bag reindex` can rebuild it)') from exc
+    return reader
+
+
+def _recover_mcap(paths: Sequence[Path]):
+    """A cut-off MCAP read up to the cut (see :mod:`.mcap_recover`); None if not MCAP/empty."""
+    from .mcap_recover import RecoveredReader, mcap_files
+    if mcap_files(paths) is None:
+        return None
+    reader = RecoveredReader(paths, bag_io.get_ros2_typestore())
+    if reader.message_count == 0 or not reader.connections:
+        return None
+    LOG.warning('%s', reader.warning)
     return reader
 
 
@@ -169,7 +184,10 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  tolerance_ms: float = 50.0, min_depth: float = 1e-3, max_depth: float = 80.0,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
-                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:
+                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None,
+                 frame_range: tuple[int, int | None] | None = None,
+                 on_frame: Callable[..., None] | None = None,
+                 frames_out: list | None = None) -> dict:
     """Evaluate depth in a bag against LiDAR ground truth and (optionally) write the report.
 
     Args:
@@ -190,6 +208,11 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         max_frames: evaluate at most this many frames (the first ones).
         baselines: {label: earlier result (or its metrics.json)} shown beside this run in
             the report (e.g. ``{'untrained': ...}``); see :func:`.report.headline`.
+        frame_range: ``(lo, hi)``: evaluate only frames with index in [lo, hi) (hi None: to
+            the end); the others are 'not evaluated'. A fleet shard (:mod:`.fleet`).
+        on_frame: called for every evaluated frame as ``on_frame(frame, pred_m, unc, gt_m,
+            K, image)`` (frame: its ``.index``, ``.stamp_ns``, ``.row`` of metrics).
+        frames_out: when a list, every frame record (evaluated or not) is appended to it.
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -212,9 +235,13 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         result, series = _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic,
                                    image_topic, camera_info_topic, depth_camera_info_topic,
                                    lidar_topic, tolerance_ms, min_depth, max_depth, crop,
-                                   tx_mode, max_frames, n_panels, seed)
+                                   tx_mode, max_frames, n_panels, seed, frame_range, on_frame)
     finally:
         reader.close()
+    if frames_out is not None:
+        frames_out.extend(series['frames'])
+    if getattr(reader, 'warning', ''):  # a cut-off MCAP, evaluated up to the cut
+        result['warnings'].insert(0, reader.warning)
     result['bag'] = [str(p) for p in paths]
     result['wall_s'] = time.perf_counter() - t_start
     if baselines:
@@ -248,7 +275,8 @@ def load_baseline(spec: str) -> tuple[str, dict]:
 
 def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_topic,
               camera_info_topic, depth_camera_info_topic, lidar_topic, tolerance_ms,
-              min_depth, max_depth, crop, tx_mode, max_frames, n_panels, seed):
+              min_depth, max_depth, crop, tx_mode, max_frames, n_panels, seed,
+              frame_range=None, on_frame=None):
     topics = bag_topics(reader)
     warnings: list[str] = []
     # ---- topics
@@ -385,6 +413,11 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
         for fr in frames[int(max_frames):]:
             if fr.status == 'pending':
                 fr.status, fr.reason = 'not evaluated', f'beyond --max-frames {max_frames}'
+    if frame_range is not None:
+        lo, hi = frame_range
+        for fr in frames:
+            if fr.status == 'pending' and not (lo <= fr.index and (hi is None or fr.index < hi)):
+                fr.status, fr.reason = 'not evaluated', f'outside frame range [{lo}, {hi})'
     pending = [f for f in frames if f.status == 'pending']
     panel_ids = set()
     if pending and n_panels:
@@ -414,7 +447,8 @@ def _evaluate(reader, mode, estimator, depth_topic, uncertainty_topic, image_top
     conns = [c for c in reader.connections if c.topic in need_topics]
     ctx = dict(mode=mode, estimator=estimator, infos=infos, info_stamps=info_stamps,
                tree=tree, tf_cache=tf_cache, tx_mode=tx_mode, min_depth=min_depth,
-               max_depth=max_depth, crop=crop, primary=primary, panel_ids=panel_ids)
+               max_depth=max_depth, crop=crop, primary=primary, panel_ids=panel_ids,
+               on_frame=on_frame)
     read_error2 = None
     it = reader.messages(connections=conns) if pending else iter(())
     while True:
@@ -633,6 +667,8 @@ def _process(fr: _Frame, store, ctx, acc, pooled, panels, timing, rng) -> None:
     if ctx['mode'] == 'estimator':
         fr.row['model_ms'] = timing['model'][-1]
     fr.status = 'ok'
+    if ctx['on_frame'] is not None:
+        ctx['on_frame'](fr, pred, unc, gt, K, image)
     if fr.index in ctx['panel_ids']:
         panels.append({'index': fr.index, 'stamp_ns': fr.stamp_ns, 'image': image,
                        'pred': pred, 'unc': None if unc is None else np.asarray(unc, np.float32),
