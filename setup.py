@@ -38,6 +38,7 @@ setup(
             'urcdc-synth = urcdc_training.synthetic.cli:main',
             'urcdc-kitti2bag = urcdc_depth_ros.evaluation.kitti2bag:main',
             'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval:main',
+            'urcdc-fleet-eval = urcdc_depth_ros.evaluation.fleet:main',
         ],
     },
 )
