@@ -69,7 +69,7 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
               shard_frames: int = SHARD_FRAMES, settings: dict | None = None,
               n_panels: int = 4, ray_temp_dir: str | None = None,
               on_shard_done: Callable[[dict], None] | None = None,
-              write_report: bool = True) -> dict:
+              write_report: bool = True, runtime_env: dict | None = None) -> dict:
     """Evaluate ``bags`` on Ray; returns the fleet summary also written to ``fleet.json``.
 
     Args:
@@ -85,6 +85,8 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
         ray_temp_dir: Ray's session folder for a local cluster (keep it short: unix socket
             paths are limited to about 100 characters).
         on_shard_done: called with each finished shard's summary (progress, tests).
+        runtime_env: Ray runtime_env of this job (e.g. ``{'pip': [...]}`` or
+            ``{'env_vars': {...}}``) so that every node can import the estimator.
     """
     import ray
     settings = dict(settings or {})
@@ -104,12 +106,13 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     t0 = time.perf_counter()
     if todo:
         if ray_address is None:
+            env = dict(runtime_env or {})
+            env.setdefault('env_vars', {}).setdefault('OMP_NUM_THREADS', '1')
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                     _temp_dir=ray_temp_dir, log_to_driver=False,
-                     runtime_env={'env_vars': {'OMP_NUM_THREADS': '1'}})
+                     _temp_dir=ray_temp_dir, log_to_driver=False, runtime_env=env)
             started = True
         elif not ray.is_initialized():
-            ray.init(address=ray_address, log_to_driver=False)
+            ray.init(address=ray_address, log_to_driver=False, runtime_env=runtime_env)
         prev = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C
         try:
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, help='parallel workers (default: all cores)')
     p.add_argument('--ray-address', help="join a running cluster: 'auto' or HOST:PORT "
                                          '(default: start a local one)')
+    p.add_argument('--runtime-env', type=json.loads, default=None, metavar='JSON',
+                   help='Ray runtime_env for the workers, e.g. \'{"env_vars": {"A": "1"}}\' '
+                        'or \'{"pip": ["urcdc_depth_ros"]}\' on a cluster without the venv')
     p.add_argument('--shard-frames', type=int, default=SHARD_FRAMES,
                    help='frames per shard (one long bag spreads over workers)')
     p.add_argument('--image-topic', help='camera image topic (auto when unique)')
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         fleet = run_fleet(args.bags, args.out, factory, factory.identity(),
                           workers=args.workers, ray_address=args.ray_address,
                           shard_frames=args.shard_frames, settings=settings,
-                          n_panels=args.panels)
+                          n_panels=args.panels, runtime_env=args.runtime_env)
     except UrcdcDepthError as exc:
         LOG.error('%s', exc)
         return 2
