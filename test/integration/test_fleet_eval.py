@@ -105,8 +105,8 @@ def test_per_frame_metrics_equal_the_sequential_evaluator_bit_for_bit(fleet_data
     assert fleet['overall']['used'] == sum(1 for r in rows.values() if r['status'] == 'ok')
 
 
-def test_cut_off_bag_is_evaluated_up_to_the_cut_and_the_corrupt_one_is_listed(fleet_data,
-                                                                               reference):
+def test_cut_off_bag_is_evaluated_to_the_cut_and_the_corrupt_one_is_listed(fleet_data,
+                                                                           reference):
     out, fleet = reference
     rows = _frames(out)
     cut_rows = [r for (b, _), r in rows.items() if b == 'cut' and r['status'] == 'ok']

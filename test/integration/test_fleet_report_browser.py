@@ -40,8 +40,9 @@ window.addEventListener('load', function () {
   var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
   var col = heads.findIndex(function (h) { return h.textContent === 'abs_rel'; });
   heads[col].click();
-  var vals = Array.prototype.map.call(table.tBodies[0].rows,
-                                      function (r) { return parseFloat(r.cells[col].getAttribute('data-v')); });
+  var vals = Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+    return parseFloat(r.cells[col].getAttribute('data-v'));
+  });
   var pre = document.createElement('pre');
   pre.id = 'check';
   pre.textContent = JSON.stringify({images: imgs.length, broken: broken,

@@ -174,9 +174,8 @@ def render_fleet_html(out_dir: str, fleet: dict, n_panels: int = 6) -> str:
                                   f'{html.escape(r)}</li>' for b, r in fails.items()) + '</ul>'
                  if fails else '<p>none</p>')
     warns = fleet.get('run', {}).get('warnings', [])
-    parts.append('<h2>Warnings</h2>' + ('<ul>' + ''.join(f'<li>{html.escape(w)}</li>'
-                                                          for w in warns) + '</ul>'
-                                        if warns else '<p>none</p>'))
+    items = ''.join(f'<li>{html.escape(w)}</li>' for w in warns)
+    parts.append('<h2>Warnings</h2>' + (f'<ul>{items}</ul>' if warns else '<p>none</p>'))
     parts.append(f'<script>{_SORT_JS}</script></body></html>')
     return '\n'.join(parts)
 

@@ -264,8 +264,8 @@ def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
         _write_panels(parquet[:-len('.parquet')] + '.panels.npz', collector.panels)
     if os.path.exists(failed):
         os.remove(failed)
-    return {**base, 'status': 'ok', 'reason': '', 'frames': sum(r['status'] == 'ok'
-                                                                 for r in rows),
+    n_ok = sum(r['status'] == 'ok' for r in rows)
+    return {**base, 'status': 'ok', 'reason': '', 'frames': n_ok,
             'warnings': result['warnings'], 'wall_s': time.perf_counter() - t0}
 
 
