@@ -26,7 +26,7 @@ from fixtures.fleet_oracle import OracleFactory  # noqa: E402
 
 from urcdc_depth_ros.evaluation import evaluate_bag  # noqa: E402
 from urcdc_depth_ros.evaluation.fleet import run_fleet  # noqa: E402
-from urcdc_depth_ros.evaluation.kitti2bag import convert_drive  # noqa: E402
+from urcdc_depth_ros.kitti.to_bag import convert_drive  # noqa: E402
 from urcdc_depth_ros.metrics import METRIC_NAMES  # noqa: E402
 
 W, H, FRAMES = 320, 96, 8

@@ -20,7 +20,7 @@ from fixtures.fleet_oracle import OracleFactory  # noqa: E402
 from urcdc_depth_ros.evaluation.fleet import merge_shards  # noqa: E402
 from urcdc_depth_ros.evaluation.fleet_report import write_fleet_report  # noqa: E402
 from urcdc_depth_ros.evaluation.fleet_shards import evaluate_shard, plan_shards  # noqa: E402
-from urcdc_depth_ros.evaluation.kitti2bag import convert_drive  # noqa: E402
+from urcdc_depth_ros.kitti.to_bag import convert_drive  # noqa: E402
 
 CHECKER = """<script>
 window.__errors = [];

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from urcdc_depth_ros.evaluation import bag_io
-from urcdc_depth_ros.evaluation.bag_eval import open_bag
+from urcdc_depth_ros.evaluation.bag_topics import open_bag
 from urcdc_depth_ros.evaluation.mcap_recover import RecoveredReader, scan_mcap
 
 mcap_writer = pytest.importorskip('mcap.writer')

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from urcdc_depth_ros.errors import ConfigError
-from urcdc_depth_ros.evaluation.oxts import poses_to_oxts, read_T_velo_imu, write_oxts
-from urcdc_depth_ros.kitti_calib import KittiCalib, velodyne_to_depth
+from urcdc_depth_ros.kitti.calib import KittiCalib, velodyne_to_depth
+from urcdc_depth_ros.kitti.oxts import poses_to_oxts, read_T_velo_imu, write_oxts
 
 from .lidar import scan
 from .scene import CameraRays, StreetScene, make_street_scene, render_camera

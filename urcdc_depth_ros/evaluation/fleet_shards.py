@@ -1,8 +1,8 @@
 """Fleet evaluation, the Ray-free part: bag lists, shards, one shard's evaluation, Parquet.
 
-A **shard** is (bag, frame range). :func:`evaluate_shard` runs the bag evaluator
-(:func:`.bag_eval.evaluate_bag` with ``frame_range``) over it, so its per-frame metrics are the
-sequential evaluator's, bit for bit, and adds per frame: uncertainty statistics, pixel counts
+A **shard** is (bag, frame range). :func:`evaluate_shard` runs the bag evaluator's steps
+(:mod:`.bag_eval`) on the shard's frames only, so its per-frame metrics are the sequential
+evaluator's, bit for bit, and adds per frame: uncertainty statistics, pixel counts
 per depth range, timings, and the temporal stability (:mod:`.temporal`) against the previous
 frame of the shard. The rows go to ``shards/<shard id>.parquet`` (written to a temporary name
 and renamed, so a file that exists is complete); a shard that cannot be evaluated leaves
@@ -23,6 +23,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, UrcdcDepthError
 from ..metrics import DEPTH_RANGES_M, METRIC_NAMES, ause_aurg, protocol_pairs, valid_mask
+from .bag_eval import FrameScorer, Protocol, collect_index, match_frames, score_frames
+from .bag_topics import bag_topics, open_bag, resolve_topics
 
 LOG = logging.getLogger(__name__)
 
@@ -94,7 +96,6 @@ class Shard:
 def count_frames(bag: str, image_topic: str | None = None) -> int | None:
     """Image messages in a bag (from its index); None when unknown. DataError if unreadable."""
     from . import bag_io
-    from .bag_eval import bag_topics, open_bag
     reader = open_bag([bag])
     try:
         topics = bag_topics(reader)
@@ -149,22 +150,26 @@ def _range_columns(p: np.ndarray, g: np.ndarray) -> dict[str, float]:
 
 
 class _ShardCollector:
-    """``on_frame`` hook: uncertainty, range and temporal columns; the shard's worst panels."""
+    """Per scored frame: uncertainty, range and temporal columns; the shard's worst panels.
 
-    def __init__(self, settings: dict, track, n_panels: int) -> None:
-        self.s = settings
+    Frames arrive as the bag is read (stamp order, as a recorder writes); a pair (t, t+1)
+    is scored when both predictions have been seen, and only the last few are kept.
+    """
+
+    def __init__(self, protocol, track, n_panels: int) -> None:
+        self.pr = protocol
         self.track = track
         self.extra: dict[int, dict[str, Any]] = {}
-        self.prev: tuple | None = None
+        self.preds: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self.n_panels = n_panels
         self.panels: list[dict] = []
 
     def __call__(self, fr, pred, unc, gt, K, image) -> None:
-        from .temporal import ego_motion, pair_stability
-        s = self.s
-        mask = valid_mask(gt, s['min_depth'], s['max_depth'], s['crop'])
-        sel, p, g = protocol_pairs(pred, gt, mask, s['min_depth'], s['max_depth'])
-        row: dict[str, Any] = _range_columns(p.astype(np.float64), g.astype(np.float64))
+        pr = self.pr
+        mask = valid_mask(gt, pr.min_depth, pr.max_depth, pr.crop)
+        sel, p, g = protocol_pairs(pred, gt, mask, pr.min_depth, pr.max_depth)
+        p, g = p.astype(np.float64), g.astype(np.float64)
+        row: dict[str, Any] = _range_columns(p, g)
         row.update(unc_mean_m=np.nan, abs_err_mean_m=float(np.mean(np.abs(p - g))),
                    ause=np.nan, aurg=np.nan, tae=np.nan, flicker=np.nan)
         if unc is not None and np.shape(unc) == np.shape(pred):
@@ -174,18 +179,29 @@ class _ShardCollector:
                 rel = np.abs(p - g)[ok] / g[ok]
                 row['unc_mean_m'] = float(u[ok].mean())
                 row.update({k: float(v) for k, v in ause_aurg(rel, u[ok]).items()})
-        if self.track is not None and self.prev is not None and self.prev[0] == fr.index - 1:
-            T = ego_motion(self.track, self.prev[1], fr.stamp_ns)
-            if T is not None and self.prev[2].shape == pred.shape:
-                st = pair_stability(self.prev[2], pred, K, T)
-                row['tae'], row['flicker'] = st.tae, st.flicker
-        self.prev = (fr.index, fr.stamp_ns, np.asarray(pred, np.float32).copy())
         self.extra[fr.index] = row
+        if self.track is not None:
+            self.preds[fr.index] = (fr.stamp_ns, np.asarray(pred, np.float32), np.asarray(K))
+            for a in (fr.index - 1, fr.index):
+                self._pair(a)
+            for k in [k for k in self.preds if k < fr.index - 2]:
+                del self.preds[k]
         if self.n_panels:
             self._keep_panel(fr, pred, gt, image)
 
+    def _pair(self, a: int) -> None:
+        """TAE/flicker of frames a and a+1, stored on the row of a+1."""
+        from .temporal import ego_motion, pair_stability
+        if a not in self.preds or a + 1 not in self.preds:
+            return
+        (st_a, d_a, _), (st_b, d_b, K) = self.preds[a], self.preds[a + 1]
+        T = ego_motion(self.track, st_a, st_b)
+        if T is not None and d_a.shape == d_b.shape:
+            st = pair_stability(d_a, d_b, K, T)
+            self.extra[a + 1]['tae'], self.extra[a + 1]['flicker'] = st.tae, st.flicker
+
     def _keep_panel(self, fr, pred, gt, image) -> None:
-        worst = sorted(self.panels, key=lambda q: -q['abs_rel'])
+        worst = self.panels
         if len(worst) >= self.n_panels and fr.row['abs_rel'] <= worst[-1]['abs_rel']:
             return
         import cv2
@@ -205,9 +221,39 @@ class _ShardCollector:
         self.panels = sorted(worst + [panel], key=lambda q: -q['abs_rel'])[:self.n_panels]
 
 
+@dataclass
+class _HookedScorer(FrameScorer):
+    """The evaluator's own :class:`.bag_eval.FrameScorer`, plus a per-frame hook.
+
+    Each scored frame's arrays go to ``hook`` and are dropped at once (they ride on
+    ``panel_data`` for one call), so a shard never holds more than a frame or two.
+    """
+
+    hook: Any = None
+    _K: Any = None
+
+    def _prediction(self, fr, store):
+        got = super()._prediction(fr, store)
+        if got is not None:
+            self._K = got[2]
+        return got
+
+    def score(self, fr, store) -> None:
+        """Score as the sequential evaluator does, then call the hook (ok frames)."""
+        fr.panel = True
+        super().score(fr, store)
+        data, fr.panel_data = fr.panel_data, None
+        if fr.status == 'ok' and data is not None:
+            self.hook(fr, data['pred'], data['unc'], data['gt'], self._K, data['image'])
+
+
 def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
                    n_panels: int = 4) -> dict[str, Any]:
     """Evaluate one shard, write its Parquet (or failure marker); returns a small summary.
+
+    The steps are :mod:`.bag_eval`'s (resolve_topics, collect_index, match_frames, then
+    score_frames on the shard's frames only), so every per-frame metric equals the
+    sequential evaluator's.
 
     Args:
         shard: what to evaluate. estimator: as for :func:`.bag_eval.evaluate_bag` mode (a).
@@ -218,43 +264,47 @@ def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
         ``{'shard', 'bag', 'status': 'ok'|'failed', 'frames', 'reason', 'warnings', 'wall_s',
         'worker_pid'}``: no frame data, so the driver's memory stays small.
     """
-    from .bag_eval import evaluate_bag, open_bag
     from .temporal import read_pose_track
     parquet, failed = shard_paths(out_dir, shard)
     os.makedirs(os.path.dirname(parquet), exist_ok=True)
     t0 = time.perf_counter()
     base = {'shard': shard.shard_id, 'bag': shard.bag, 'lo': shard.lo, 'hi': shard.hi,
             'worker_pid': os.getpid()}
-    kw = {k: settings[k] for k in EVAL_KEYS if k in settings}
-    kw.update({k: settings.get(k) for k in ('image_topic', 'lidar_topic')})
-    frames: list = []
     try:
-        track = None
+        protocol = Protocol(**{k: settings[k] for k in EVAL_KEYS if k in settings})
         reader = open_bag([shard.bag])
         try:
-            cam_frame = _camera_frame(reader, settings.get('image_topic'))
-            found = read_pose_track(reader, cam_frame) if cam_frame else None
-            track = found[0] if found else None
+            topics = resolve_topics(bag_topics(reader), 'estimator',
+                                    image_topic=settings.get('image_topic'),
+                                    lidar_topic=settings.get('lidar_topic'))
+            index = collect_index(reader, topics)
+            frames = match_frames(index, topics, protocol.tolerance_ms, n_panels=0)
+            mine = [f for f in frames
+                    if shard.lo <= f.index and (shard.hi is None or f.index < shard.hi)]
+            cam = _camera_frame(reader, topics.image)
+            found = read_pose_track(reader, cam) if cam else None
+            collector = _ShardCollector(protocol, found[0] if found else None, n_panels)
+            scorer = _HookedScorer(index, topics, protocol, estimator=estimator,
+                                   hook=collector)
+            read_error = score_frames(reader, mine, scorer)
         finally:
             reader.close()
-        collector = _ShardCollector(eval_settings(kw), track, n_panels)
-        result = evaluate_bag(shard.bag, None, estimator=estimator, n_panels=0,
-                              write_report=False, frame_range=(shard.lo, shard.hi),
-                              on_frame=collector, frames_out=frames, **kw)
+        if not any(f.status == 'ok' for f in mine):
+            reasons = sorted({f.reason for f in mine})
+            raise DataError(f'no frame of shard {shard.shard_id} could be evaluated: '
+                            f'{reasons!r}')
     except UrcdcDepthError as exc:
         summary = {**base, 'status': 'failed', 'reason': str(exc), 'frames': 0,
                    'warnings': [], 'wall_s': time.perf_counter() - t0}
         _write_json(failed, summary)
         return summary
+    warnings = [w for w in (getattr(reader, 'warning', ''), index.read_error, read_error) if w]
     rows = []
-    camera = result['topics']['image']
-    for fr in frames:
-        if fr.index < shard.lo or (shard.hi is not None and fr.index >= shard.hi):
-            continue
-        row: dict[str, Any] = {'bag': shard.bag, 'shard': shard.shard_id, 'camera': camera,
-                               'index': fr.index, 'stamp_ns': fr.stamp_ns,
-                               'status': fr.status, 'reason': fr.reason,
-                               'lidar_dt_ms': fr.lidar_dt_ms}
+    for fr in mine:
+        row: dict[str, Any] = {'bag': shard.bag, 'shard': shard.shard_id,
+                               'camera': topics.image, 'index': fr.index,
+                               'stamp_ns': fr.stamp_ns, 'status': fr.status,
+                               'reason': fr.reason, 'lidar_dt_ms': fr.lidar_dt_ms}
         for k in METRIC_NAMES + ('n', 'coverage', 'read_ms', 'gt_ms', 'metrics_ms', 'model_ms'):
             row[k] = fr.row.get(k, np.nan)
         row.update(collector.extra.get(fr.index, {}))
@@ -265,18 +315,8 @@ def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
     if os.path.exists(failed):
         os.remove(failed)
     n_ok = sum(r['status'] == 'ok' for r in rows)
-    return {**base, 'status': 'ok', 'reason': '', 'frames': n_ok,
-            'warnings': result['warnings'], 'wall_s': time.perf_counter() - t0}
-
-
-def eval_settings(settings: dict) -> dict:
-    """``EVAL_KEYS`` of ``settings``, the rest from :func:`.bag_eval.evaluate_bag`'s defaults."""
-    import inspect
-    from .bag_eval import evaluate_bag
-    params = inspect.signature(evaluate_bag).parameters
-    out = {k: settings.get(k, params[k].default) for k in EVAL_KEYS}
-    out['crop'] = None if out['crop'] == 'none' else out['crop']
-    return out
+    return {**base, 'status': 'ok', 'reason': '', 'frames': n_ok, 'warnings': warnings,
+            'wall_s': time.perf_counter() - t0}
 
 
 def _camera_frame(reader, image_topic: str | None) -> str | None:

@@ -244,13 +244,19 @@ class RecoveredReader:
                 if conn is not None and (want is None or conn.id in want):
                     yield rec.log_time, conn.id, conn, rec.data
 
-    def messages(self, connections: Sequence[Connection] | None = None
+    def messages(self, connections: Sequence[Connection] | None = None,
+                 start: int | None = None, stop: int | None = None
                  ) -> Iterator[tuple[Connection, int, bytes]]:
-        """``(connection, log_time_ns, raw CDR)`` in log-time order over all files."""
+        """``(connection, log_time_ns, raw CDR)`` merged over the files by log time.
+
+        Within one file messages come in file order (a recorder writes them in log-time
+        order); ``start`` <= log time < ``stop`` filters, as in rosbags.
+        """
         want = None if connections is None else {c.id for c in connections}
         streams = [self._file_messages(f, want) for f in self.files]
         for log_time, _, conn, data in heapq.merge(*streams, key=lambda m: (m[0], m[1])):
-            yield conn, log_time, data
+            if (start is None or log_time >= start) and (stop is None or log_time < stop):
+                yield conn, log_time, data
 
     def deserialize(self, raw: bytes, msgtype: str):
         """CDR bytes -> rosbags message of ``msgtype``."""

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from ..errors import DataError
-from ..kitti_calib import read_calib_file
+from .calib import read_calib_file
 
 EARTH_RADIUS_M = 6378137.0  # devkit's ``er``
 N_FIELDS = 30
@@ -112,7 +112,7 @@ def write_oxts(drive_dir: str, rows: np.ndarray, stamp_lines: list[str]) -> None
 
 def read_oxts(drive_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``(stamps_ns (N,), T_world_imu (N, 4, 4))`` of a drive's ``oxts/``; None when absent."""
-    from .kitti_raw import read_timestamps_ns
+    from .raw import read_timestamps_ns
     paths = sorted(glob.glob(os.path.join(drive_dir, 'oxts', 'data', '*.txt')))
     if not paths:
         return None

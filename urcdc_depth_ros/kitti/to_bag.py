@@ -33,9 +33,9 @@ import sys
 import numpy as np
 
 from ..errors import DataError, UrcdcDepthError
-from . import bag_io
-from .kitti_raw import KittiDrive
+from ..evaluation import bag_io
 from .oxts import read_oxts, read_T_velo_imu
+from .raw import KittiDrive
 
 LOG = logging.getLogger(__name__)
 

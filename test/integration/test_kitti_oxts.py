@@ -5,12 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from urcdc_depth_ros.evaluation.bag_eval import open_bag
-from urcdc_depth_ros.evaluation.kitti2bag import (CAMERA_FRAME, ODOMETRY_TOPIC, TF_TOPIC,
-                                                  convert_drive)
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
-from urcdc_depth_ros.evaluation.oxts import oxts_to_poses, poses_to_oxts, read_oxts
+from urcdc_depth_ros.evaluation.bag_topics import open_bag
 from urcdc_depth_ros.evaluation.temporal import ego_motion, read_pose_track
+from urcdc_depth_ros.kitti.oxts import oxts_to_poses, poses_to_oxts, read_oxts
+from urcdc_depth_ros.kitti.raw import KittiDrive
+from urcdc_depth_ros.kitti.to_bag import CAMERA_FRAME, ODOMETRY_TOPIC, TF_TOPIC, convert_drive
 
 synthetic = pytest.importorskip('urcdc_training.synthetic')
 
