@@ -60,8 +60,24 @@ class _Worker:
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory of this worker process, MiB."""
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MiB (``VmHWM``; ``ru_maxrss`` elsewhere).
+
+    ``ru_maxrss`` survives ``exec`` on Linux (a child starts with its parent's peak), so the
+    kernel's per-address-space high-water mark is read first.
+    """
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key: str,
@@ -103,6 +119,7 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     summaries: list[dict] = []
     interrupted = False
     worker_mem: list[float] = []
+    startup_s = 0.0
     t0 = time.perf_counter()
     if todo:
         if ray_address is None:
@@ -122,6 +139,8 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
                                    max_task_retries=RETRIES)(_Worker)
             actors = [actor_cls.remote(factory, settings, os.path.abspath(out_dir), n_panels)
                       for _ in range(n_workers)]
+            ray.get([a.pid.remote() for a in actors])   # every model loaded
+            startup_s = time.perf_counter() - t0
             summaries = _dispatch(ray, actors, todo, on_shard_done)
             worker_mem = [float(m) for m in ray.get([a.peak_rss_mb.remote() for a in actors])]
         except KeyboardInterrupt:
@@ -134,14 +153,11 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
                 ray.shutdown()
     if interrupted:
         raise KeyboardInterrupt
-    import resource
     fleet = merge_shards(out_dir, shards, bad_bags)
     fleet['run'] = {'workers': len(worker_mem), 'shards_total': len(shards),
                     'shards_run': len(summaries), 'shards_reused': len(shards) - len(todo),
-                    'wall_s': time.perf_counter() - t0,
-                    'worker_peak_rss_mb': worker_mem,
-                    'driver_peak_rss_mb': resource.getrusage(
-                        resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                    'wall_s': time.perf_counter() - t0, 'startup_s': startup_s,
+                    'worker_peak_rss_mb': worker_mem, 'driver_peak_rss_mb': peak_rss_mb(),
                     'warnings': sorted({w for s in summaries for w in s.get('warnings', [])})}
     with open(os.path.join(out_dir, 'fleet.json'), 'w') as f:
         json.dump(_json_clean(fleet), f, indent=1, allow_nan=False)

@@ -373,10 +373,14 @@ def read_panels(path: str) -> list[dict]:
 
 
 def estimator_from_model(model: str, backend: str = 'onnxruntime',
-                         params_file: str | None = None, flip_tta: bool = False
-                         ) -> Callable[[], Any]:
-    """A picklable factory that builds the :class:`DepthEstimator` inside each worker."""
-    return _ModelFactory(model, backend, params_file, flip_tta)
+                         params_file: str | None = None, flip_tta: bool = False,
+                         threads: int = 1) -> Callable[[], Any]:
+    """A picklable factory that builds the :class:`DepthEstimator` inside each worker.
+
+    ``threads``: CPU threads of the onnxruntime backend per worker (a worker holds one CPU
+    of the Ray cluster; 0 = all cores, which oversubscribes when several share a machine).
+    """
+    return _ModelFactory(model, backend, params_file, flip_tta, threads)
 
 
 @dataclass(frozen=True)
@@ -385,14 +389,16 @@ class _ModelFactory:
     backend: str
     params_file: str | None
     flip_tta: bool
+    threads: int = 1
 
     def __call__(self):
         from ..config import estimator_config_from_params, load_node_params
         from ..estimator import DepthEstimator
         params = load_node_params(self.params_file) if self.params_file else {}
         params['flip_tta'] = self.flip_tta or params.get('flip_tta', False)
+        opts = {'intra_op_threads': self.threads} if self.backend == 'onnxruntime' else {}
         return DepthEstimator.from_model(self.model, backend=self.backend,
-                                         config=estimator_config_from_params(params))
+                                         config=estimator_config_from_params(params), **opts)
 
     def identity(self) -> str:
         """Model file (path, size, mtime) and settings: changes when the results would."""
