@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, UrcdcDepthError
+from ..errors import ConfigError, DataError, UrcdcDepthError
 from ..metrics import DEPTH_RANGES_M, METRIC_NAMES
 from .fleet_shards import (EVAL_KEYS, Shard, estimator_from_model, evaluate_shard,
                            expand_bags, plan_shards, shard_paths)
@@ -164,6 +164,9 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     if write_report:
         from .fleet_report import write_fleet_report
         write_fleet_report(out_dir, fleet)
+    if not fleet['overall'].get('used'):
+        raise DataError(f'no frame of {len(paths)} bag(s) could be evaluated; failures: '
+                        f'{fleet["failed_bags"]!r} (report in {out_dir!r})')
     return fleet
 
 
