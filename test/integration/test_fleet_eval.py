@@ -166,7 +166,8 @@ sys.path.insert(0, {test_dir!r})
 from fixtures.fleet_oracle import OracleFactory
 from urcdc_depth_ros.evaluation.fleet import run_fleet
 run_fleet({bags!r}, {out!r}, OracleFactory({drives!r}), 'oracle', workers=2, shard_frames=3,
-          ray_address={address!r}, runtime_env={{'env_vars': {{'PYTHONPATH': {test_dir!r}}}}})
+          ray_address={address!r}, ray_temp_dir={temp!r},
+          runtime_env={{'env_vars': {{'PYTHONPATH': {test_dir!r}}}}})
 """
 
 
@@ -174,11 +175,13 @@ run_fleet({bags!r}, {out!r}, OracleFactory({drives!r}), 'oracle', workers=2, sha
 def test_interrupted_driver_resumes_to_identical_merged_results(fleet_data, cluster,
                                                                 reference, tmp_path):
     # a second driver joins the module's cluster (its actors die with it), is interrupted
-    # after the first finished shard, and a rerun resumes from the shards on disk
+    # after the first finished shard; the rerun starts and stops its own local cluster (the
+    # command's default) and resumes from the shards on disk
     out = str(tmp_path / 'out')
-    address = ray.get_runtime_context().gcs_address
-    code = DRIVER.format(test_dir=TEST_DIR, bags=fleet_data['bags'], out=out,
-                         drives=fleet_data['drives'], address=address)
+    temp = tempfile.mkdtemp(prefix='rd', dir='/tmp')
+    fmt = dict(test_dir=TEST_DIR, bags=fleet_data['bags'], out=out,
+               drives=fleet_data['drives'], temp=temp)
+    code = DRIVER.format(address=ray.get_runtime_context().gcs_address, **fmt)
     env = dict(os.environ, PYTHONPATH=TEST_DIR)
     proc = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -190,9 +193,15 @@ def test_interrupted_driver_resumes_to_identical_merged_results(fleet_data, clus
     assert proc.wait(60) != 0
     done_first = len(list(shards.glob('*.parquet')))
     assert done_first >= 1
-    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          timeout=180)
+    proc = subprocess.run([sys.executable, '-c', DRIVER.format(address=None, **fmt)], env=env,
+                          capture_output=True, timeout=180)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    deadline = time.time() + 20
+    while _ray_pids(temp) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _ray_pids(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+    assert not left, f'the command\'s local cluster left processes behind: {left}'
     with open(os.path.join(out, 'fleet.json')) as f:
         assert json.load(f)['run']['shards_reused'] >= done_first
     ref_rows, rows = _frames(str(reference[0])), _frames(out)
