@@ -141,6 +141,15 @@ def test_exact_depth_has_near_zero_tae_and_known_flicker_is_measured(fleet_data,
     assert bag['tae_pairs'] == FRAMES - 1
 
 
+def test_a_shard_that_crashes_is_listed_and_the_others_go_on(fleet_data, cluster, tmp_path):
+    fleet = run_fleet([fleet_data['good']], str(tmp_path), OracleFactory(
+        fleet_data['drives'], fail_frame=5), 'crash', workers=2, ray_address='auto',
+        shard_frames=4)
+    assert 'simulated backend crash on frame 5' in fleet['failed_bags'][fleet_data['good']]
+    rows = _frames(str(tmp_path))
+    assert sorted(i for (_, i), r in rows.items() if r['status'] == 'ok') == [0, 1, 2, 3]
+
+
 def test_killing_a_worker_mid_run_still_completes_with_the_same_results(fleet_data, cluster,
                                                                         reference, tmp_path):
     killed = []

@@ -141,7 +141,7 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
                       for _ in range(n_workers)]
             ray.get([a.pid.remote() for a in actors])   # every model loaded
             startup_s = time.perf_counter() - t0
-            summaries = _dispatch(ray, actors, todo, on_shard_done)
+            summaries = _dispatch(ray, actors, todo, on_shard_done, out_dir)
             worker_mem = [float(m) for m in ray.get([a.peak_rss_mb.remote() for a in actors])]
         except KeyboardInterrupt:
             interrupted = True
@@ -170,27 +170,54 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     return fleet
 
 
-def _dispatch(ray, actors: list, todo: list[Shard], on_shard_done) -> list[dict]:
-    """Keep every actor busy with one shard; collect the summaries as they finish."""
+def _dispatch(ray, actors: list, todo: list[Shard], on_shard_done, out_dir: str) -> list[dict]:
+    """Keep every actor busy with one shard; collect the summaries as they finish.
+
+    A shard whose task fails for good (an exception outside the evaluator's own errors, or a
+    worker that died more than ``RETRIES`` times) is recorded as failed with the reason; a
+    dead actor gets no more shards, and when none is left the rest fail with that reason.
+    """
+    from ray.exceptions import RayActorError, RayError
     queue = list(todo)
-    running: dict[Any, Any] = {}
+    running: dict[Any, tuple[Any, Shard]] = {}
     out: list[dict] = []
     for actor in actors:
         if queue:
-            running[actor.evaluate.remote(queue.pop(0))] = actor
+            shard = queue.pop(0)
+            running[actor.evaluate.remote(shard)] = (actor, shard)
     while running:
         done, _ = ray.wait(list(running), num_returns=1)
         ref = done[0]
-        actor = running.pop(ref)
-        summary = ray.get(ref)
+        actor, shard = running.pop(ref)
+        try:
+            summary = ray.get(ref)
+        except RayError as exc:
+            summary = _task_failed(out_dir, shard, exc)
+            if isinstance(exc, RayActorError):
+                actor = None
+                if not running:
+                    out += [_task_failed(out_dir, s, exc) for s in queue]
+                    queue = []
         out.append(summary)
         if summary['status'] != 'ok':
             LOG.warning('shard %s failed: %s', summary['shard'], summary['reason'])
         if on_shard_done is not None:
             on_shard_done(summary)
-        if queue:
-            running[actor.evaluate.remote(queue.pop(0))] = actor
+        if queue and actor is not None:
+            shard = queue.pop(0)
+            running[actor.evaluate.remote(shard)] = (actor, shard)
     return out
+
+
+def _task_failed(out_dir: str, shard: Shard, exc: Exception) -> dict:
+    """Summary (and ``.failed.json``) of a shard whose Ray task failed for good."""
+    last = (str(exc).strip().splitlines() or [''])[-1]
+    reason = f'worker failed: {type(exc).__name__}: {last}'
+    summary = {'shard': shard.shard_id, 'bag': shard.bag, 'lo': shard.lo, 'hi': shard.hi,
+               'status': 'failed', 'reason': reason, 'frames': 0, 'warnings': []}
+    with open(shard_paths(out_dir, shard)[1], 'w') as f:
+        json.dump(summary, f, indent=1)
+    return summary
 
 
 def read_frames(out_dir: str, shards: Sequence[Shard]):
