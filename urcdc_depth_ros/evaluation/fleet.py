@@ -35,7 +35,7 @@ from ..metrics import DEPTH_RANGES_M, METRIC_NAMES
 from .fleet_shards import (EVAL_KEYS, Shard, estimator_from_model, evaluate_shard,
                            expand_bags, plan_shards, shard_paths)
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SHARD_FRAMES = 32  # default frames per shard
 RETRIES = 3  # restarts of a dead worker, retries of its shard
@@ -113,8 +113,8 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     key = f'{key}|{json.dumps({k: settings.get(k) for k in sorted(settings)}, sort_keys=True)}'
     shards, bad_bags = plan_shards(paths, shard_frames, key, settings.get('image_topic'))
     todo = [s for s in shards if not os.path.exists(shard_paths(out_dir, s)[0])]
-    LOG.info('%d bags, %d shards (%d already done), %d unreadable bags', len(paths),
-             len(shards), len(shards) - len(todo), len(bad_bags))
+    logger.info('%d bags, %d shards (%d already done), %d unreadable bags', len(paths),
+                len(shards), len(shards) - len(todo), len(bad_bags))
     started = False
     summaries: list[dict] = []
     interrupted = False
@@ -145,8 +145,8 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
             worker_mem = [float(m) for m in ray.get([a.peak_rss_mb.remote() for a in actors])]
         except KeyboardInterrupt:
             interrupted = True
-            LOG.warning('interrupted: finished shards are kept in %s; rerun the same '
-                        'command to resume', os.path.join(out_dir, 'shards'))
+            logger.warning('interrupted: finished shards are kept in %s; rerun the same '
+                           'command to resume', os.path.join(out_dir, 'shards'))
         finally:
             signal.signal(signal.SIGTERM, prev)
             if started:
@@ -200,7 +200,7 @@ def _dispatch(ray, actors: list, todo: list[Shard], on_shard_done, out_dir: str)
                     queue = []
         out.append(summary)
         if summary['status'] != 'ok':
-            LOG.warning('shard %s failed: %s', summary['shard'], summary['reason'])
+            logger.warning('shard %s failed: %s', summary['shard'], summary['reason'])
         if on_shard_done is not None:
             on_shard_done(summary)
         if queue and actor is not None:
@@ -356,15 +356,15 @@ def main(argv: list[str] | None = None) -> int:
                           shard_frames=args.shard_frames, settings=settings,
                           n_panels=args.panels, runtime_env=args.runtime_env)
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
     except KeyboardInterrupt:
         return 130
     o = fleet['overall']
-    LOG.info('%d bags (%d failed), %d/%d frames: AbsRel %.4f, TAE %.4f, flicker %.4f; '
-             'report in %s', len(fleet['bags']), len(fleet['failed_bags']), o.get('used', 0),
-             o.get('frames', 0), o.get('abs_rel', float('nan')), o.get('tae', float('nan')),
-             o.get('flicker', float('nan')), os.path.join(args.out, 'report.html'))
+    logger.info('%d bags (%d failed), %d/%d frames: AbsRel %.4f, TAE %.4f, flicker %.4f; '
+                'report in %s', len(fleet['bags']), len(fleet['failed_bags']), o.get('used', 0),
+                o.get('frames', 0), o.get('abs_rel', float('nan')), o.get('tae', float('nan')),
+                o.get('flicker', float('nan')), os.path.join(args.out, 'report.html'))
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 COLUMNS = ('used', 'frames', 'abs_rel', 'rms', 'd1', 'silog', 'coverage', 'ause',
            'unc_mean_m', 'tae', 'flicker', 'model_ms')
@@ -185,7 +185,7 @@ def write_fleet_report(out_dir: str, fleet: dict, n_panels: int = 6) -> str:
     path = os.path.join(out_dir, 'report.html')
     with open(path, 'w') as f:
         f.write(render_fleet_html(out_dir, fleet, n_panels))
-    LOG.info('fleet report written to %s', path)
+    logger.info('fleet report written to %s', path)
     return path
 
 

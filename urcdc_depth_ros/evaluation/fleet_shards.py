@@ -26,7 +26,7 @@ from ..metrics import DEPTH_RANGES_M, METRIC_NAMES, ause_aurg, protocol_pairs, v
 from .bag_eval import FrameScorer, Protocol, collect_index, match_frames, score_frames
 from .bag_topics import bag_topics, open_bag, resolve_topics
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PANEL_WIDTH_PX = 320  # worst-frame panels are stored downsampled to this width
 EVAL_KEYS = ('tolerance_ms', 'min_depth', 'max_depth', 'crop', 'tx_mode')

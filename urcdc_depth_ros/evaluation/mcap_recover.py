@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAGIC = b'\x89MCAP0\r\n'
 _OP_CHUNK = 0x06

@@ -37,7 +37,7 @@ from ..evaluation import bag_io
 from .oxts import read_oxts, read_T_velo_imu
 from .raw import KittiDrive
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_TOPIC = '/kitti/camera_color_left/image_raw'
 CAMERA_INFO_TOPIC = '/kitti/camera_color_left/camera_info'
@@ -123,8 +123,8 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
         writer.write(c_tf, first_ns, ts.serialize_cdr(tf, bag_io.TF_TYPE))
         frames = range(start, end)
         if progress:
-            from tqdm import tqdm
-            frames = tqdm(frames, desc=f'kitti2bag {drive.name}', unit='frame')
+            from ..progress import progress_bar
+            frames = progress_bar(frames, desc=f'kitti2bag {drive.name}', unit='frame')
         for i in frames:
             t_img = int(drive.image_stamps_ns[i])
             rgb = drive.read_image(i)
@@ -144,8 +144,8 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
     summary = {'path': os.path.abspath(out_bag), 'storage': storage, 'drive': drive.name,
                'frames': end - start, 'scans': n_scans, 'first_stamp_ns': first_ns,
                'last_stamp_ns': int(drive.image_stamps_ns[end - 1]), 'topics': topics}
-    LOG.info('wrote %d frames and %d scans of %s to %s (%s)', summary['frames'], n_scans,
-             drive.name, out_bag, storage)
+    logger.info('wrote %d frames and %d scans of %s to %s (%s)', summary['frames'], n_scans,
+                drive.name, out_bag, storage)
     return summary
 
 
@@ -156,7 +156,7 @@ def _write_poses(writer, ts, oxts, image_stamps_ns, odometry: bool) -> None:
     # one pose before and after the range, so every camera stamp can be interpolated
     keep = np.nonzero((stamps >= lo) & (stamps <= hi))[0]
     if keep.size == 0:
-        LOG.warning('no OXTS stamp falls inside the frames written; /tf is left out')
+        logger.warning('no OXTS stamp falls inside the frames written; /tf is left out')
         return
     keep = np.arange(max(keep[0] - 1, 0), min(keep[-1] + 2, len(stamps)))
     c_tf = writer.add_connection(TF_TOPIC, bag_io.TF_TYPE, typestore=ts)
@@ -220,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                           overwrite=args.overwrite, progress=not args.no_progress,
                           odometry=args.odometry)
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
-    LOG.info('%s: %d frames, %d scans, topics %s', s['path'], s['frames'], s['scans'],
-             ', '.join(s['topics']))
+    logger.info('%s: %d frames, %d scans, topics %s', s['path'], s['frames'], s['scans'],
+                ', '.join(s['topics']))
     return 0
 
 
