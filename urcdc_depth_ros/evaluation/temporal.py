@@ -199,7 +199,8 @@ def read_pose_track(reader, camera_frame: str, tf_topic: str = '/tf',
     The time-varying edge is the one ``/tf`` edge whose child reaches ``camera_frame``
     through ``/tf_static``. Returns (track of ``T_world_cam``, world frame id).
     """
-    from .bag_io import TF_TYPE, TransformTree, stamp_ns, transform_to_matrix
+    from ..stamps import stamp_to_ns
+    from .bag_io import TF_TYPE, TransformTree, transform_to_matrix
     topics = {c.topic: c for c in reader.connections if c.msgtype == TF_TYPE}
     if tf_topic not in topics:
         return None
@@ -214,7 +215,7 @@ def read_pose_track(reader, camera_frame: str, tf_topic: str = '/tf',
                 continue
             for tr in msg.transforms:
                 key = (tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'))
-                samples.setdefault(key, []).append((stamp_ns(tr),
+                samples.setdefault(key, []).append((stamp_to_ns(tr.header.stamp),
                                                     transform_to_matrix(tr.transform)))
     except Exception:  # reason: a cut-off bag ends mid-read; the poses read so far stand
         pass
