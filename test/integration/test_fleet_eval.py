@@ -38,6 +38,16 @@ def _ray_pids(temp_dir):
     return [ln for ln in out.splitlines() if temp_dir in ln and 'ps -eo' not in ln]
 
 
+def _assert_no_ray_left(temp_dir, what, wait_s=20):
+    """Every process naming the Ray session dir has exited (within ``wait_s``)."""
+    deadline = time.time() + wait_s
+    while _ray_pids(temp_dir) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _ray_pids(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not left, f'{what} left Ray processes behind: {left}'
+
+
 @pytest.fixture(scope='module')
 def fleet_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('fleet')
@@ -64,12 +74,7 @@ def cluster(fleet_data):
              runtime_env={'env_vars': {'PYTHONPATH': TEST_DIR, 'OMP_NUM_THREADS': '1'}})
     yield temp_dir
     ray.shutdown()
-    deadline = time.time() + 20
-    while _ray_pids(temp_dir) and time.time() < deadline:
-        time.sleep(0.5)
-    left = _ray_pids(temp_dir)
-    shutil.rmtree(temp_dir, ignore_errors=True)
-    assert not left, f'Ray processes survived: {left}'
+    _assert_no_ray_left(temp_dir, 'the module cluster')
 
 
 def _run(fleet_data, out, **kw):
@@ -205,12 +210,7 @@ def test_interrupted_driver_resumes_to_identical_merged_results(fleet_data, clus
     proc = subprocess.run([sys.executable, '-c', DRIVER.format(address=None, **fmt)], env=env,
                           capture_output=True, timeout=180)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    deadline = time.time() + 20
-    while _ray_pids(temp) and time.time() < deadline:
-        time.sleep(0.5)
-    left = _ray_pids(temp)
-    shutil.rmtree(temp, ignore_errors=True)
-    assert not left, f'the command\'s local cluster left processes behind: {left}'
+    _assert_no_ray_left(temp, "the command's local cluster")
     with open(os.path.join(out, 'fleet.json')) as f:
         assert json.load(f)['run']['shards_reused'] >= done_first
     ref_rows, rows = _frames(str(reference[0])), _frames(out)
