@@ -39,6 +39,7 @@ setup(
             'urcdc-kitti2bag = urcdc_depth_ros.kitti.to_bag:main',
             'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval_cli:main',
             'urcdc-calibrate = urcdc_depth_ros.evaluation.calibrate:main',
+            'urcdc-fleet-eval = urcdc_depth_ros.evaluation.fleet:main',
         ],
     },
 )

@@ -626,7 +626,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
                  seed: int = 0, baselines: Mapping[str, Mapping] | None = None,
-                 calibration: Any = None, series_out: dict | None = None) -> dict:
+                 calibration: Any = None, series_out: dict | None = None,
+                 frames_out: list | None = None) -> dict:
     """Evaluate depth in a bag against LiDAR ground truth and (optionally) write the report.
 
     Args:
@@ -654,6 +655,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         series_out: if a dict, filled with the pooled pixels (``unc_pred``, ``unc_gt``,
             ``unc``) and ``frame_keys`` of the evaluated frames (what ``urcdc-calibrate``
             fits on).
+        frames_out: when a list, every :class:`EvalFrame` (scored or not) is appended to it,
+            for callers that want the exact per-frame rows (the fleet tests compare them).
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -687,9 +690,13 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
     result, series = summarize(frames, index, topics, protocol, read_error, kind)
     if calibration is None and estimator is not None:
         calibration = getattr(estimator, 'calibration', None)
+    if getattr(reader, 'warning', ''):  # a cut-off MCAP, evaluated up to the cut
+        result['warnings'].insert(0, reader.warning)
     _check_calibration_overlap(result, series, calibration)
     if series_out is not None:
         series_out.update(series)
+    if frames_out is not None:
+        frames_out.extend(frames)
     result['bag'] = [str(p) for p in paths]
     result['wall_s'] = time.perf_counter() - t_start
     if baselines:
