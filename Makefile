@@ -5,15 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQS := requirements/runtime.txt requirements/onnx.txt requirements/openvino.txt \
-        requirements/torch.txt \
-        requirements/training.txt requirements/ros.txt requirements/dev.txt
+        requirements/torch.txt requirements/training.txt requirements/ros.txt \
+        requirements/dev.txt requirements/fleet.txt
 # DDS stays on this machine; a per-run domain keeps parallel runs apart.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export PYTHONUNBUFFERED := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean browser
 
 setup: $(STAMP)
 
@@ -24,8 +24,14 @@ $(STAMP): $(REQS) setup.py setup.cfg
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the fleet report's browser test: Debian's package, installed when
+# running as root (CI) and missing; elsewhere the test skips with a message.
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; \
+	then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 lint: setup
 	$(PY) -m flake8 urcdc_depth_ros training test launch bench

@@ -38,6 +38,8 @@ setup(
             'urcdc-synth = urcdc_training.synthetic.cli:main',
             'urcdc-kitti2bag = urcdc_depth_ros.kitti.to_bag:main',
             'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval_cli:main',
+            'urcdc-calibrate = urcdc_depth_ros.evaluation.calibrate:main',
+            'urcdc-fleet-eval = urcdc_depth_ros.evaluation.fleet:main',
         ],
     },
 )

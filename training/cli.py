@@ -6,7 +6,7 @@
     the newest checkpoint in ``checkpoint_dir``. ``--check-data`` only checks the data set,
     lists every problem and exits 1 if there is any.
 
-``urcdc-eval --checkpoint C [--config Y] [--split eval|FILE] [--flip-tta] [--out DIR]``
+``urcdc-eval --checkpoint C [--config Y] [--split eval|FILE] [--no-flip-tta] [--out DIR]``
     Evaluates with the official protocol; logs a table, writes ``metrics.json`` and
     ``sparsification.png`` to DIR.
 """
@@ -76,7 +76,9 @@ def eval_main(argv: list[str] | None = None) -> int:
                         help='training YAML (default: the one embedded in the checkpoint)')
     parser.add_argument('--split', default='eval',
                         help="'eval' (data.filenames_file_eval) or a filenames file")
-    parser.add_argument('--flip-tta', action='store_true', help='flip test-time augmentation')
+    parser.add_argument('--flip-tta', action=argparse.BooleanOptionalAction, default=True,
+                        help='flip test-time augmentation (default on, as the official eval; '
+                             '--no-flip-tta: one forward per image)')
     parser.add_argument('--out', default=None, help='directory for metrics.json and the plot')
     parser.add_argument('--max-images', type=int, default=None)
     parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")

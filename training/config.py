@@ -60,7 +60,9 @@ class TrainConfig:
         eval_every: evaluate every this many steps (0 = only at the end).
         eval_max_images: evaluate on the first N eval images (0 = all).
         eval_flip_tta: use flip test-time augmentation in periodic evaluation.
-        eval_crop: ``'garg'``, ``'eigen'``, ``'nyu'`` or ``'none'`` (None: garg KITTI, nyu NYU).
+        eval_crop: ``'garg'``, ``'eigen'``, ``'nyu'`` (official NYU eval crop rows 45..471,
+            cols 41..601), ``'nyu_train'`` (the training valid region, cols 43..607) or
+            ``'none'`` (None: garg KITTI, nyu NYU).
         best_metrics: metrics whose best checkpoint is kept as ``best_<metric>.pt``.
         checkpoint_dir: where checkpoints, ``train_config.yaml`` and TensorBoard logs go.
         checkpoint_every: write a checkpoint every this many steps (and at the end).
@@ -175,7 +177,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f'best_metrics has unknown metrics {unknown!r}; valid: '
                               f'{list(METRIC_NAMES)}')
-        if self.eval_crop not in (None, 'none', 'garg', 'eigen', 'nyu'):
+        if self.eval_crop not in (None, 'none', 'garg', 'eigen', 'nyu', 'nyu_train'):
             raise ConfigError(f"eval_crop={self.eval_crop!r}: use garg, eigen, nyu, none or null")
         if self.resume not in RESUME_MODES and not os.path.isfile(str(self.resume)):
             raise ConfigError(f'resume={self.resume!r} is neither one of {list(RESUME_MODES)} '

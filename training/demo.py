@@ -2,16 +2,21 @@
 
 Steps (each one reuses what an earlier run left in ``--out``):
 
-1. ``urcdc-synth``: a small synthetic KITTI raw + annotated-depth set; the last drive is
-   held out for evaluation.
+1. ``urcdc-synth``: a small synthetic KITTI raw + annotated-depth set; the last two drives
+   are held out: a calibration drive and the test drive.
 2. ``urcdc-train``: the small ``nano07`` variant (not a paper variant), both branches, the
    alternating SILog+uncertainty / cross-distillation losses, CutFlip. Re-running resumes.
-3. ``urcdc-eval``: the held-out drive with the dataset protocol (Garg crop, flip TTA).
+3. ``urcdc-eval``: the held-out drives with the dataset protocol (Garg crop, flip TTA).
 4. ``urcdc-export onnx``: the trained network and the same network untrained (the baseline).
-5. ``urcdc-kitti2bag``: the held-out drive as a rosbag2 (MCAP) with camera, LiDAR and TF.
-6. ``urcdc-bag-eval --model``: the untrained baseline over that bag.
-7. ``urcdc-bag-eval --replay``: the bag played through the real ``depth_node`` (rclpy), its
-   outputs recorded and scored against the bag's LiDAR; the report shows the baseline beside.
+5. ``urcdc-kitti2bag``: the calibration and test drives as rosbag2 (MCAP) with camera, LiDAR
+   and TF.
+6. ``urcdc-calibrate``: the uncertainty calibration fitted on the calibration drive's bag and
+   stored in a copy of the ONNX file (``model_calibrated.onnx``).
+7. ``urcdc-bag-eval --model`` on the test bag: the untrained baseline, the trained model with
+   the uncalibrated head formula, and the calibrated 90 % bound (its coverage).
+8. ``urcdc-bag-eval --replay``: the test bag played through the real ``depth_node`` (rclpy)
+   with the calibrated model, its outputs recorded and scored against the bag's LiDAR; the
+   report shows the baselines beside.
 
 ``python -m urcdc_training.demo [--out demo_out] [--profile full|fast]``. ``fast`` is the tiny
 version ``make test`` runs (seconds per step; it proves the chain, not the accuracy).
@@ -24,7 +29,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from urcdc_depth_ros.errors import UrcdcDepthError
 
@@ -50,22 +55,30 @@ class DemoProfile:
     lr: float
     eval_flip_tta: bool
     require_improvement: bool  # fail unless the trained model beats the untrained one
+    calibration_min_pixels: int = 10_000  # the fit refuses fewer LiDAR pixels
 
 
 PROFILES = {
     # half KITTI resolution; minutes of training on 2 CPU cores
-    'full': DemoProfile(drives=6, frames=24, width=621, height=188, crop_height=176,
+    'full': DemoProfile(drives=7, frames=24, width=621, height=188, crop_height=176,
                         crop_width=608, input_height=176, input_width=560, steps=540, batch=2,
                         lr=3e-4, eval_flip_tta=True, require_improvement=True),
     # quarter resolution, a handful of steps: the chain end to end in well under a minute
-    'fast': DemoProfile(drives=2, frames=3, width=310, height=94, crop_height=88,
+    # (3 frames of 310x94 hold too few LiDAR pixels for a real fit: a chain check only)
+    'fast': DemoProfile(drives=3, frames=3, width=310, height=94, crop_height=88,
                         crop_width=304, input_height=80, input_width=288, steps=4, batch=2,
-                        lr=3e-4, eval_flip_tta=False, require_improvement=False),
+                        lr=3e-4, eval_flip_tta=False, require_improvement=False,
+                        calibration_min_pixels=1_000),
 }
 
 
+STEPS = 8
+#: the goals of the calibrated uncertainty on the test drive, through the node
+GOALS = {'aurg_margin_abs_m': 0.02, 'calibration_error': 0.15, 'mean_ratio_off': 0.10}
+
+
 def _step(i: int, text: str) -> float:
-    logger.info('[%d/7] %s', i, text)
+    logger.info('[%d/%d] %s', i, STEPS, text)
     return time.perf_counter()
 
 
@@ -79,11 +92,11 @@ def make_data(out: str, prof: DemoProfile, seed: int):
     data = os.path.join(out, 'data')
     info = read_dataset_info(data)
     if info is not None and (len(info.drives), len(info.test_drives), info.frames, info.width,
-                             info.height, info.seed) == (prof.drives, 1, prof.frames,
+                             info.height, info.seed) == (prof.drives, 2, prof.frames,
                                                          prof.width, prof.height, seed):
         return info, True
     info = generate_dataset(data, drives=prof.drives, frames=prof.frames, seed=seed,
-                            width=prof.width, height=prof.height, test_drives=1, progress=True)
+                            width=prof.width, height=prof.height, test_drives=2, progress=True)
     return info, False
 
 
@@ -218,7 +231,7 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
     t0 = _step(3, 'urcdc-eval on the held-out drive (dataset protocol)')
     eval_dir = os.path.join(out, 'eval')
     args = ['--checkpoint', ckpt, '--out', eval_dir, 'data.num_workers=0']
-    if eval_main(args + (['--flip-tta'] if prof.eval_flip_tta else [])) != 0:
+    if eval_main(args + ([] if prof.eval_flip_tta else ['--no-flip-tta'])) != 0:
         raise RuntimeError('evaluation failed; see the log above')
     _done(t0, f'{eval_dir}/metrics.json')
 
@@ -226,38 +239,110 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
     onnx_path, untrained_onnx = export_pair(ckpt, out, seed)
     _done(t0, onnx_path)
 
-    t0 = _step(5, 'held-out drive -> rosbag2 (MCAP)')
-    bag = os.path.join(out, 'bag')
-    drive_dir = os.path.join(info.raw_path, info.date, info.test_drives[0])
-    if not os.path.isfile(os.path.join(bag, 'metadata.yaml')):
-        convert_drive(drive_dir, bag, overwrite=True, progress=True)
-    _done(t0, bag)
+    t0 = _step(5, 'calibration and test drives -> rosbag2 (MCAP)')
+    bags = {}
+    for name, drive in (('bag_calibration', info.test_drives[0]), ('bag', info.test_drives[-1])):
+        bags[name] = os.path.join(out, name)
+        if not os.path.isfile(os.path.join(bags[name], 'metadata.yaml')):
+            convert_drive(os.path.join(info.raw_path, info.date, drive), bags[name],
+                          overwrite=True, progress=True)
+    bag = bags['bag']
+    _done(t0, f'{bags["bag_calibration"]} (calibration), {bag} (test)')
 
-    t0 = _step(6, 'bag evaluation of the untrained baseline (estimator, ONNX Runtime)')
-    est_cfg = estimator_config_from_params(load_node_params(params_file))
+    t0 = _step(6, 'urcdc-calibrate on the calibration drive (stored in the ONNX metadata)')
+    params = load_node_params(params_file)
+    calibrated_onnx, calibration_fit = calibrate_model(
+        onnx_path, bags['bag_calibration'], params, prof.calibration_min_pixels,
+        os.path.join(out, 'calibration'))
+    _done(t0, f'{calibrated_onnx} ({calibration_fit["pixels"]} LiDAR pixels)')
+
+    t0 = _step(7, 'test bag: untrained baseline, uncalibrated head, calibrated 90 % bound')
+    est_cfg = estimator_config_from_params(params)
     baseline = evaluate_bag(bag, os.path.join(out, 'untrained_report'),
                             estimator=DepthEstimator.from_model(untrained_onnx, config=est_cfg))
-    _done(t0, f'AbsRel {baseline["metrics"]["abs_rel"]:.3f}')
+    uncalibrated = evaluate_bag(bag, os.path.join(out, 'uncalibrated_report'),
+                                estimator=DepthEstimator.from_model(onnx_path, config=est_cfg))
+    bound = evaluate_bag(bag, None, write_report=False, estimator=DepthEstimator.from_model(
+        calibrated_onnx, config=replace(est_cfg, uncertainty='bound90')))
+    _done(t0, f'untrained AbsRel {baseline["metrics"]["abs_rel"]:.3f}')
 
-    t0 = _step(7, 'replay through the real depth_node (rclpy) and bag evaluation')
+    t0 = _step(8, 'replay through the real depth_node (rclpy), calibrated model, bag evaluation')
     report_dir = os.path.join(out, 'report')
     result = replay_and_evaluate(bag, report_dir, params_file=params_file,
-                                 model_path=onnx_path, baselines={'untrained': baseline})
-    overview = overview_figure(bag, onnx_path, params_file, os.path.join(out, 'overview.png'))
+                                 model_path=calibrated_onnx,
+                                 baselines={'untrained': baseline,
+                                            'uncalibrated head': uncalibrated})
+    overview = overview_figure(bag, calibrated_onnx, params_file,
+                               os.path.join(out, 'overview.png'))
     _done(t0, os.path.join(report_dir, 'report.html'))
 
     m, u, b = result['metrics'], result['uncertainty'], baseline['metrics']
     summary = {
         'profile': profile, 'report': os.path.join(report_dir, 'report.html'),
-        'checkpoint': ckpt, 'onnx': onnx_path, 'bag': bag, 'overview': overview,
+        'checkpoint': ckpt, 'onnx': onnx_path, 'onnx_calibrated': calibrated_onnx,
+        'bag': bag, 'calibration_bag': bags['bag_calibration'], 'overview': overview,
         'abs_rel': m['abs_rel'], 'rms': m['rms'], 'ause': u.get('ause'),
         'untrained_abs_rel': b['abs_rel'], 'untrained_rms': b['rms'],
+        'uncertainty': {'calibrated (node)': uncertainty_figures(u),
+                        'uncalibrated head': uncertainty_figures(uncalibrated['uncertainty']),
+                        'bound90_coverage': bound['uncertainty'].get('coverage'),
+                        'calibration_fit': calibration_fit},
         'frames': result['frames']['used'], 'replay': result['replay'],
         'wall_s': time.perf_counter() - t_all,
     }
+    summary['goals'] = uncertainty_goals(summary['uncertainty']['calibrated (node)'])
     with open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, default=str)
     return summary
+
+
+def calibrate_model(onnx_path: str, bag: str, params: dict, min_pixels: int,
+                    out_dir: str) -> tuple[str, dict]:
+    """Step 6: fit on ``bag``, store in ``model_calibrated.onnx`` beside ``onnx_path``."""
+    from urcdc_depth_ros.evaluation.calibrate import (fit_on_bag, read_model_meta,
+                                                      write_model_meta)
+    dst = os.path.join(os.path.dirname(onnx_path), 'model_calibrated.onnx')
+    fit_json = os.path.join(out_dir, 'calibration.json')
+    if os.path.isfile(dst) and os.path.isfile(fit_json) \
+            and os.path.getmtime(dst) > os.path.getmtime(onnx_path):
+        with open(fit_json) as f:
+            return dst, json.load(f)['fit']
+    cal, fit = fit_on_bag(onnx_path, [bag], params, min_pixels=min_pixels)
+    meta = read_model_meta(onnx_path)
+    write_model_meta(onnx_path, replace(meta, uncertainty_calibration=cal.to_json()), dst)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(fit_json, 'w') as f:
+        json.dump({**cal.to_dict(), 'fit': fit}, f, indent=2)
+    return dst, fit
+
+
+UNCERTAINTY_KEYS = ('aurg_abs_m', 'depth_aurg_abs_m', 'aurg_margin_abs_m', 'ause_abs_m',
+                    'depth_ause_abs_m', 'oracle_aurg_abs_m', 'calibration_error',
+                    'mean_predicted_m', 'mean_observed_abs_err_m')
+
+
+def uncertainty_figures(u: dict) -> dict:
+    """The uncertainty figures the summary prints (None where absent)."""
+    return {k: u.get(k) for k in UNCERTAINTY_KEYS}
+
+
+def uncertainty_goals(u: dict) -> dict:
+    """Each goal of the calibrated metres on the test drive: value, target and whether met."""
+    off = None
+    if u.get('mean_predicted_m') is not None and u.get('mean_observed_abs_err_m'):
+        off = abs(u['mean_predicted_m'] / u['mean_observed_abs_err_m'] - 1.0)
+    values = {'aurg_margin_abs_m': u.get('aurg_margin_abs_m'),
+              'calibration_error': u.get('calibration_error'), 'mean_ratio_off': off}
+    out = {}
+    for k, target in GOALS.items():
+        v = values[k]
+        met = v is not None and (v >= target if k == 'aurg_margin_abs_m' else v <= target)
+        out[k] = {'value': v, 'target': target, 'met': bool(met)}
+    return out
+
+
+def _f(v, nd: int = 3) -> str:
+    return 'n/a' if v is None else f'{v:.{nd}f}'
 
 
 def print_summary(s: dict) -> None:
@@ -266,14 +351,25 @@ def print_summary(s: dict) -> None:
     print(f'URCDC-Depth demo ({s["profile"]}) finished in {s["wall_s"] / 60:.1f} min')
     print(f'  report      {s["report"]}')
     print(f'  checkpoint  {s["checkpoint"]}')
-    print(f'  ONNX        {s["onnx"]}')
-    print(f'  rosbag2     {s["bag"]}')
+    print(f'  ONNX        {s["onnx"]} (calibrated: {s["onnx_calibrated"]})')
+    print(f'  rosbag2     {s["bag"]} (calibration drive: {s["calibration_bag"]})')
     print(f'  overview    {s["overview"]}')
-    print(f'  held-out drive through the ROS 2 node, {s["frames"]} frames vs LiDAR:')
+    print(f'  test drive through the ROS 2 node, {s["frames"]} frames vs LiDAR:')
     print(f'    AbsRel {s["abs_rel"]:.3f}   (untrained {s["untrained_abs_rel"]:.3f})')
     print(f'    RMSE   {s["rms"]:.2f} m  (untrained {s["untrained_rms"]:.2f} m)')
-    ause = s['ause']
-    print(f'    AUSE   {ause:.4f}' if ause is not None else '    AUSE   n/a')
+    unc = s['uncertainty']
+    print('  uncertainty (m) on the test drive; AURG ranks |error| in m:')
+    print('    map                 AURG  sigma=c*depth  margin  calib.err  mean pred / obs (m)')
+    for label in ('calibrated (node)', 'uncalibrated head'):
+        u = unc[label]
+        print(f'    {label:<18}  {_f(u["aurg_abs_m"])}  {_f(u["depth_aurg_abs_m"]):>13}  '
+              f'{_f(u["aurg_margin_abs_m"]):>6}  {_f(u["calibration_error"]):>9}  '
+              f'{_f(u["mean_predicted_m"], 2)} / {_f(u["mean_observed_abs_err_m"], 2)}')
+    print(f'    the calibrated 90 % bound covers {_f(unc["bound90_coverage"])} of the pixels')
+    for k, g in s['goals'].items():
+        sign = '>=' if k.startswith('aurg') else '<='
+        print(f'    goal {k}: {_f(g["value"])} (target {sign} {g["target"]}) '
+              f'{"met" if g["met"] else "MISSED"}')
     print('=' * 72)
 
 

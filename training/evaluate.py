@@ -5,7 +5,8 @@ in the full frame (zeros elsewhere, as the official script) -> predictions clamp
 [1e-3, max_depth], GT valid in (1e-3, max_depth) inside the Garg (KITTI) / NYU crop -> the nine
 metrics of :mod:`urcdc_depth_ros.metrics`, averaged per image. Also per-depth-range rows (pooled
 over pixels) and uncertainty quality: sparsification curves of the absolute relative error by
-``1 - u`` vs the oracle, AUSE and AURG.
+``1 - u`` vs the oracle, AUSE and AURG, and the published ``metres`` map (calibrated when the
+checkpoint carries a calibration) beside sigma = c * depth, random order and the oracle.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader
 from urcdc_depth_ros.errors import CheckpointError, ConfigError, DataError
 from urcdc_depth_ros.metrics import (DEPTH_RANGES_M, METRIC_NAMES, MetricAccumulator,
                                      ause_aurg, evaluate_depth, metrics_by_range,
-                                     sparsification_curve, valid_mask)
+                                     sparsification_curve, uncertainty_scores, valid_mask)
+from urcdc_depth_ros.postprocessing import convert_uncertainty
 from urcdc_depth_ros.tta import fuse_flip
 
 logger = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
                    min_depth: float = 1e-3, crop: str | None = 'garg', flip_tta: bool = False,
                    device: torch.device | str = 'cpu', amp: str = 'off',
                    max_images: int | None = None, uncertainty: bool = True,
-                   progress: bool = True, num_workers: int = 0) -> dict[str, Any]:
+                   progress: bool = True, num_workers: int = 0,
+                   calibration=None) -> dict[str, Any]:
     """Evaluate ``model`` (Transformer branch) on an eval-mode data set.
 
     Args:
@@ -91,10 +94,13 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
         crop: 'garg', 'eigen', 'nyu' or None.
         max_images: evaluate only the first N images (None = all).
         uncertainty: also collect per-depth-range rows and sparsification/AUSE/AURG.
+        calibration: the model's ``UncertaintyCalibration`` (None: the uncalibrated formula),
+            used for the ``metres`` scores.
     Returns:
         {'metrics': the nine metrics (per-image mean), 'n_images', 'n_skipped', and with
         ``uncertainty``: 'ranges' {'0-10': {...}, ...}, 'uncertainty' {'ause', 'aurg',
-        'fractions', 'model_curve', 'oracle_curve'}}.
+        'fractions', 'model_curve', 'oracle_curve', 'depth_curve', 'metres': the scores of
+        :func:`urcdc_depth_ros.metrics.uncertainty_scores` for the published metres map}}.
     """
     from urcdc_depth_ros.progress import progress_bar
     device = torch.device(device)
@@ -105,7 +111,8 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
                         generator=torch.Generator().manual_seed(0))  # reason: no global RNG
     acc = MetricAccumulator()
     skipped = 0
-    pooled: dict[str, list[np.ndarray]] = {'pred': [], 'gt': [], 'err': [], 'unc': []}
+    pooled: dict[str, list[np.ndarray]] = {'pred': [], 'gt': [], 'err': [], 'unc': [],
+                                           'conf': []}
     for batch in progress_bar(loader, total=n, disable=not progress, unit='img',
                               desc='eval'):
         if 'has_valid_depth' in batch and not bool(_scalar(batch['has_valid_depth'])):
@@ -134,6 +141,7 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
             pooled['gt'].append(g.astype(np.float32))
             pooled['err'].append((np.abs(p - g) / g).astype(np.float32))
             pooled['unc'].append((1.0 - conf_full[mask]).astype(np.float32))
+            pooled['conf'].append(conf_full[mask].astype(np.float32))
     result: dict[str, Any] = {'metrics': acc.mean(), 'n_images': acc.count,
                               'n_skipped': skipped}
     if uncertainty:
@@ -146,7 +154,15 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
             **ause_aurg(cat['err'], cat['unc'], SPARSIFICATION_STEPS),
             'error': 'abs_rel', 'uncertainty': '1 - u',
             'fractions': fractions.tolist(), 'model_curve': model_curve.tolist(),
-            'oracle_curve': oracle_curve.tolist()}
+            'oracle_curve': oracle_curve.tolist(),
+            'depth_curve': sparsification_curve(cat['err'], cat['pred'],
+                                                SPARSIFICATION_STEPS)[1].tolist()}
+        # the published 'metres' map (calibrated when the model carries a calibration) scored
+        # beside the oracle, random order and sigma = c * depth
+        metres = convert_uncertainty(cat['conf'], cat['pred'], 'metres', calibration)
+        result['uncertainty']['metres'] = {
+            'calibrated': calibration is not None,
+            **uncertainty_scores(cat['pred'], cat['gt'], metres, steps=SPARSIFICATION_STEPS)}
     return result
 
 
@@ -165,6 +181,16 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append('')
         lines.append(f'uncertainty (abs_rel by 1-u): AUSE {u["ause"]:.4f}, '
                      f'AURG {u["aurg"]:.4f}')
+        s = u.get('metres')
+        if s:
+            kind = 'calibrated' if s['calibrated'] else 'uncalibrated formula'
+            lines.append(f'metres ({kind}), abs. error ranking: AURG {s["aurg_abs_m"]:.4f} vs '
+                         f'sigma = c*depth {s["depth_aurg_abs_m"]:.4f} (margin '
+                         f'{s["aurg_margin_abs_m"]:+.4f}), oracle {s["oracle_aurg_abs_m"]:.4f},'
+                         f' random {s["random_aurg_abs_m"]:+.4f}; calibration error '
+                         f'{s["calibration_error"]:.3f}, mean predicted '
+                         f'{s["mean_predicted_m"]:.3f} m vs observed '
+                         f'{s["mean_observed_abs_err_m"]:.3f} m')
     return '\n'.join(lines)
 
 
@@ -177,6 +203,8 @@ def plot_sparsification(result: dict[str, Any], path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     ax.plot(u['fractions'], u['model_curve'], label=f'model (AUSE {u["ause"]:.3f})')
     ax.plot(u['fractions'], u['oracle_curve'], '--', label='oracle')
+    if 'depth_curve' in u:
+        ax.plot(u['fractions'], u['depth_curve'], ':', label='sigma = c * depth')
     ax.axhline(1.0, color='grey', lw=0.8, label=f'random (AURG {u["aurg"]:.3f})')
     ax.set_xlabel('fraction of pixels removed (most uncertain first)')
     ax.set_ylabel('abs_rel (normalised)')
@@ -195,7 +223,7 @@ def _resolve_device(device: str) -> torch.device:
 
 
 def evaluate_checkpoint(checkpoint: str, config=None, split: str = 'eval',
-                        flip_tta: bool = False, out_dir: str | None = None,
+                        flip_tta: bool = True, out_dir: str | None = None,
                         device: str = 'auto', max_images: int | None = None,
                         overrides: Sequence[str] = (), progress: bool = True,
                         num_workers: int | None = None) -> dict[str, Any]:
@@ -252,7 +280,8 @@ def evaluate_checkpoint(checkpoint: str, config=None, split: str = 'eval',
     workers = int(getattr(cfg.data, 'num_workers', 0)) if num_workers is None else num_workers
     result = evaluate_model(net, dataset, max_depth=max_depth, crop=cfg.eval_crop_name(),
                             flip_tta=flip_tta, device=dev, max_images=max_images,
-                            uncertainty=True, progress=progress, num_workers=workers)
+                            uncertainty=True, progress=progress, num_workers=workers,
+                            calibration=meta.calibration() if meta is not None else None)
     result.update(checkpoint=os.path.abspath(checkpoint), flip_tta=flip_tta,
                   crop=cfg.eval_crop_name(), max_depth=max_depth,
                   meta=meta.to_dict() if meta is not None else None)

@@ -6,7 +6,8 @@ training loop; the losses are :mod:`urcdc_training.losses`, the metrics
 
 Recipe (docs/method.md §2-3): Adam, lr polynomially decayed with power 0.9 to 0.1 lr over all
 steps (set before every step, a pure function of the global step); even steps optimise
-SILog (both branches) + uncertainty, odd steps cross-distillation.
+SILog (both branches) + uncertainty, odd steps cross-distillation; parameters an odd step does
+not reach get zero gradients, as with the official multiply-by-zero (:func:`fill_missing_grads`).
 
 Exact resume: a checkpoint holds the model, optimiser, GradScaler, global step, epoch and the
 number of batches already consumed in that epoch, every rank's python/numpy/torch(/CUDA) RNG
@@ -56,6 +57,25 @@ def lr_at(step: int, total_steps: int, base_lr: float, end_lr_ratio: float = 0.1
     end = base_lr * end_lr_ratio
     frac = min(max(step / max(total_steps, 1), 0.0), 1.0)
     return (base_lr - end) * (1.0 - frac) ** power + end
+
+
+def fill_missing_grads(params) -> int:
+    """Give every trainable parameter without a gradient an all-zero one; returns how many.
+
+    The official loss is ``m1 * (l1 + l2 + l5 + l6) + m2 * (l3 + l4)`` with ``m1 = 0`` on odd
+    steps (official train.py): the switched-off terms stay in the graph, so parameters that
+    only they reach (the uncertainty heads) get zero gradients, and Adam still moves them by
+    momentum and advances their step counts. Its ``optimizer.zero_grad()`` (PyTorch 1.x)
+    also keeps zero tensors, so a coupling unit skipped at random in a step is stepped the same
+    way. We leave the switched-off terms out of the backward pass (no cost) and fill the zeros
+    in here, which gives the same optimiser update.
+    """
+    n = 0
+    for p in params:
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+            n += 1
+    return n
 
 
 # --- distributed ---------------------------------------------------------------------------
@@ -398,6 +418,7 @@ class Trainer:
                 'data (depth must be metres, 0 = none).')
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        fill_missing_grads(self.model.parameters())
         if self.cfg.grad_clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)

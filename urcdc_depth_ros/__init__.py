@@ -10,8 +10,12 @@ The runtime package (docs/architecture.md has one line per module):
   :mod:`.diagnostics` and :mod:`.frame_buffer`.
 * :mod:`.evaluation` the rosbag tools (``urcdc-bag-eval``, replay through the node, report);
   :mod:`.kitti` KITTI calibration, raw drives and ``urcdc-kitti2bag``.
+* :mod:`.geometry` intrinsics (validate, CameraInfo rule, resize, crop; one pixel-centre
+  convention) and the LiDAR -> depth projection; :mod:`.encodings` the one image encoding
+  table and Image buffer <-> numpy conversion; :mod:`.stamps` header stamps as integer ns.
 * :mod:`.config` every default, :mod:`.errors` every exception, :mod:`.metrics` the one
-  metrics implementation, :mod:`.progress` progress bars that stay readable in logs.
+  metrics implementation, :mod:`.calibration` the uncertainty calibration (head x depth ->
+  expected |error| m), :mod:`.progress` progress bars that stay readable in logs.
 
 Only ``node`` and ``ros_io`` import rclpy (and ``evaluation.replay``, inside its functions);
 only the torch backend and ``model`` import torch; nothing here imports ``urcdc_training``.

@@ -50,6 +50,9 @@ class ModelMeta:
         dataset: what the weights were trained on (free text, e.g. ``'kitti_eigen'``).
         precision: numeric precision of the exported graph, one of :data:`MODEL_PRECISIONS`
             (``'fp32'`` for checkpoints; ``urcdc-export onnx --precision`` sets it).
+        uncertainty_calibration: JSON of a fitted
+            :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration` (``urcdc-calibrate``);
+            ``''`` = none: ``uncertainty: metres`` is then the uncalibrated formula.
     """
 
     variant: str = 'tiny07'
@@ -62,6 +65,7 @@ class ModelMeta:
     min_depth: float = 1e-3
     dataset: str = 'unknown'
     precision: str = 'fp32'
+    uncertainty_calibration: str = ''
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (JSON/YAML/ONNX-metadata friendly)."""
@@ -85,6 +89,12 @@ class ModelMeta:
             for k in ('input_height', 'input_width'):
                 if k in kw:
                     kw[k] = int(kw[k])
+            if isinstance(kw.get('uncertainty_calibration'), dict):
+                import json
+                kw['uncertainty_calibration'] = json.dumps(kw['uncertainty_calibration'],
+                                                           sort_keys=True)
+            elif kw.get('uncertainty_calibration') is None:
+                kw.pop('uncertainty_calibration', None)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f'model metadata {dict(d)!r} has a malformed value: {exc}') from exc
         meta = cls(**kw)
@@ -107,6 +117,20 @@ class ModelMeta:
             raise ConfigError(f'precision {self.precision!r} is not one of '
                               f'{list(MODEL_PRECISIONS)}; re-export with `urcdc-export onnx '
                               '--precision fp32|fp16|int8`')
+        calibration = self.calibration()
+        if calibration is not None:
+            calibration.check_model(self.variant, self.max_depth, 'the uncertainty calibration')
+
+    def calibration(self):
+        """The fitted :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration`, or None.
+
+        Raises ConfigError when the stored table is corrupt.
+        """
+        if not self.uncertainty_calibration:
+            return None
+        from .calibration import UncertaintyCalibration
+        return UncertaintyCalibration.from_json(self.uncertainty_calibration,
+                                                'the uncertainty calibration')
 
 
 @dataclass(frozen=True)
@@ -123,8 +147,10 @@ class EstimatorConfig:
             focal length differs from the training camera).
         flip_tta: predict on the image and its mirror and fuse as the official evaluation does.
         uncertainty: what the ``uncertainty`` output holds: ``'metres'`` (expected absolute
-            depth error, m), ``'relative'`` (expected |gt-d|/(gt+d)) or ``'confidence'`` (the
-            network's raw map in [0, 1], high = reliable).
+            depth error, m; calibrated when the model carries a calibration), ``'bound90'``
+            (calibrated 90 % bound of the absolute error, m; needs a calibration),
+            ``'relative'`` (expected |gt-d|/(gt+d)) or ``'confidence'`` (the network's raw map
+            in [0, 1], high = reliable).
         min_depth, max_depth: valid range in metres; outside it the depth is NaN. ``None``
             takes the model's.
     """
@@ -136,8 +162,9 @@ class EstimatorConfig:
     rescale_focal: bool = setting(True, "scale depth by fx / the training camera's focal length")
     flip_tta: bool = setting(False, 'average the prediction with that of the mirrored image')
     uncertainty: str = setting(
-        'metres', "what `uncertainty` holds: 'metres' (expected |error|, m), 'relative' "
-        "(expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], high = reliable)")
+        'metres', "what `uncertainty` holds: 'metres' (expected |error|, m; calibrated when the "
+        "model carries a calibration), 'bound90' (calibrated 90 % bound of |error|, m), "
+        "'relative' (expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], high = reliable)")
     min_depth: float | None = setting(None, "smallest valid depth (m); 0 = the model's",
                                       (0.0, 1e4))
     max_depth: float | None = setting(None, "largest valid depth (m); 0 = the model's",
@@ -145,7 +172,7 @@ class EstimatorConfig:
 
     RESIZE_MODES = ('kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')
-    UNCERTAINTY_KINDS = ('metres', 'relative', 'confidence')
+    UNCERTAINTY_KINDS = ('metres', 'bound90', 'relative', 'confidence')
 
     def __post_init__(self) -> None:
         for name, allowed in (('resize_mode', self.RESIZE_MODES),

@@ -67,6 +67,12 @@ class DepthEstimator:
         self.backend = backend
         self.config = config
         self.meta: ModelMeta = backend.meta
+        #: the model's fitted uncertainty calibration, None = the uncalibrated formula
+        self.calibration = self.meta.calibration()
+        if config.uncertainty == 'bound90' and self.calibration is None:
+            raise ConfigError("uncertainty='bound90' needs a model with a fitted calibration; "
+                              'fit one with `urcdc-calibrate --model MODEL --bag BAG`, or use '
+                              "uncertainty='metres'")
         self.input_size: tuple[int, int] = (self.meta.input_height, self.meta.input_width)
 
     @classmethod

@@ -33,7 +33,22 @@ def eigen_crop_mask(height: int, width: int) -> np.ndarray:
 
 
 def nyu_eval_mask(height: int = 480, width: int = 640) -> np.ndarray:
-    """NYU-Depth-v2 evaluation region (rows 45..471, cols 43..607 at 480x640); (H, W) bool."""
+    """NYU-Depth-v2 evaluation crop of the official eval.py: rows 45..471, cols 41..601; bool.
+
+    The official evaluation (``eval.py``, ``--eigen_crop`` for NYU) crops ``[45:471, 41:601]``
+    at 480x640; it is the ``'nyu'`` crop and the NYU default (see :func:`nyu_train_mask`).
+    """
+    mask = np.zeros((height, width), bool)
+    mask[45:471, 41:601] = True
+    return mask
+
+
+def nyu_train_mask(height: int = 480, width: int = 640) -> np.ndarray:
+    """NYU training valid region, rows 45..471, cols 43..607 (crop ``'nyu_train'``); bool.
+
+    The official dataloader's valid region (the white border of the NYU images excluded);
+    this package used it for evaluation before matching the official eval crop.
+    """
     mask = np.zeros((height, width), bool)
     mask[45:471, 43:607] = True
     return mask
@@ -46,14 +61,16 @@ def valid_mask(gt_m: np.ndarray, min_depth: float = 1e-3,
 
     Args:
         gt_m: (H, W) ground-truth depth, metres; 0/NaN = none.
-        crop: ``None``, ``'garg'``, ``'eigen'`` or ``'nyu'``.
+        crop: ``None``, ``'garg'``, ``'eigen'``, ``'nyu'`` (official eval crop) or
+            ``'nyu_train'`` (the training valid region).
     """
     gt = np.asarray(gt_m)
     with np.errstate(invalid='ignore'):
         mask = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     if crop is None:
         return mask
-    crops = {'garg': garg_crop_mask, 'eigen': eigen_crop_mask, 'nyu': nyu_eval_mask}
+    crops = {'garg': garg_crop_mask, 'eigen': eigen_crop_mask, 'nyu': nyu_eval_mask,
+             'nyu_train': nyu_train_mask}
     if crop not in crops:
         raise ValueError(f'crop={crop!r} is not one of {[None, *crops]}')
     return mask & crops[crop](*gt.shape[-2:])
@@ -236,7 +253,67 @@ def calibration_bins(error: np.ndarray, predicted_error: np.ndarray,
     return pred, obs, cnt
 
 
+def calibration_error(error: np.ndarray, predicted_error: np.ndarray, bins: int = 10) -> float:
+    """Relative calibration error: ``sum |mean predicted - mean observed| / sum mean observed``.
+
+    Over ``bins`` equal-count bins of the predicted error (:func:`calibration_bins`); 0 for a
+    calibrated estimator, NaN without samples. Both inputs in the same unit (metres).
+    """
+    pred, obs, _ = calibration_bins(error, predicted_error, bins)
+    total = float(np.sum(obs))
+    return float(np.sum(np.abs(pred - obs)) / total) if obs.size and total > 0 else float('nan')
+
+
+#: the rankings every uncertainty is compared with: ``depth`` is sigma = c * depth (any c > 0
+#: ranks the same), a baseline that knows nothing but the depth; ``random`` is chance.
+UNCERTAINTY_BASELINES = ('oracle', 'random', 'depth')
+
+
+def uncertainty_scores(pred_m: np.ndarray, gt_m: np.ndarray, uncertainty: np.ndarray,
+                       bound_m: np.ndarray | None = None, metres: bool = True,
+                       steps: int = 20, bins: int = 10, seed: int = 0) -> dict[str, float]:
+    """How well ``uncertainty`` ranks and predicts the errors of ``pred_m``, beside baselines.
+
+    Args:
+        pred_m, gt_m: 1-D paired valid predictions and ground truth, metres.
+        uncertainty: 1-D, higher = less reliable (metres when ``metres``).
+        bound_m: optional 1-D interval half-width (m); adds ``coverage`` = fraction of pixels
+            with ``|pred - gt| <= bound``.
+        metres: the uncertainty claims to be the expected |error| in metres: adds the
+            calibration error and the mean predicted vs observed.
+    Returns:
+        ``ause_abs_rel``/``aurg_abs_rel`` (errors |p-g|/g) and ``ause_abs_m``/``aurg_abs_m``
+        (errors |p-g| m) for the model and, prefixed ``depth_``, ``random_``, ``oracle_``, for
+        the baselines; ``aurg_margin_abs_m`` = model minus depth baseline; with ``metres``:
+        ``calibration_error``, ``mean_predicted_m``, ``mean_observed_abs_err_m``.
+    """
+    p = np.asarray(pred_m, np.float64).ravel()
+    g = np.asarray(gt_m, np.float64).ravel()
+    u = np.asarray(uncertainty, np.float64).ravel()
+    abs_err = np.abs(p - g)
+    errors = {'abs_rel': abs_err / np.where(g > 0, g, np.nan), 'abs_m': abs_err}
+    rankings = {'': u, 'depth_': p, 'oracle_': abs_err,
+                'random_': np.random.default_rng(seed).random(p.size)}
+    out: dict[str, float] = {'n': int(p.size)}
+    for prefix, ranking in rankings.items():
+        for name, err in errors.items():
+            for k, v in ause_aurg(err, ranking, steps).items():
+                out[f'{prefix}{k}_{name}'] = v
+    out['aurg_margin_abs_m'] = out['aurg_abs_m'] - out['depth_aurg_abs_m']
+    out['aurg_margin_abs_rel'] = out['aurg_abs_rel'] - out['depth_aurg_abs_rel']
+    if metres:
+        out['calibration_error'] = calibration_error(abs_err, u, bins)
+        out['mean_predicted_m'] = float(np.mean(u)) if u.size else float('nan')
+        out['mean_observed_abs_err_m'] = float(np.mean(abs_err)) if u.size else float('nan')
+    if bound_m is not None:
+        b = np.asarray(bound_m, np.float64).ravel()
+        out['coverage'] = float(np.mean(abs_err <= b)) if b.size else float('nan')
+    return out
+
+
 __all__ = ['METRIC_NAMES', 'LOWER_IS_BETTER', 'HIGHER_IS_BETTER', 'DEPTH_RANGES_M',
-           'garg_crop_mask', 'eigen_crop_mask', 'nyu_eval_mask', 'valid_mask', 'depth_metrics',
+           'garg_crop_mask', 'eigen_crop_mask', 'nyu_eval_mask', 'nyu_train_mask',
+           'valid_mask', 'depth_metrics',
            'evaluate_depth', 'protocol_pairs', 'metrics_by_range', 'MetricAccumulator',
-           'sparsification_curve', 'ause_aurg', 'calibration_bins']
+           'sparsification_curve', 'ause_aurg', 'calibration_bins', 'calibration_error',
+           'UNCERTAINTY_BASELINES', 'uncertainty_scores']

@@ -52,6 +52,14 @@ class _Frame:
     t_recv_s: float
 
 
+def uncertainty_calibration(estimator) -> str:
+    """Diagnostics text: ``'none'`` (uncalibrated formula) or what the table was fitted on."""
+    cal = getattr(estimator, 'calibration', None)
+    if cal is None:
+        return 'none' if estimator is not None else ''
+    return f'fitted on {cal.n_pixels} px of {cal.fitted_on.get("source", "?")}'
+
+
 class DepthNode(LifecycleNode):
     """Monocular metric depth + uncertainty from a camera stream (URCDC-Depth).
 
@@ -202,6 +210,11 @@ class DepthNode(LifecycleNode):
             f'configured: backend={cfg.backend!r} model={cfg.model_path!r} '
             f'input_size={getattr(self._estimator, "input_size", None)!r} '
             f'variant={getattr(meta, "variant", None)!r} uncertainty={est_cfg.uncertainty!r}')
+        if est_cfg.uncertainty == 'metres' and uncertainty_calibration(self._estimator) == 'none':
+            self.get_logger().warning(
+                f'{cfg.model_path!r} carries no uncertainty calibration: `uncertainty` holds '
+                'the uncalibrated formula 2 d r / (1 - r^2), not measured metres; fit one '
+                'with `urcdc-calibrate --model MODEL --bag BAG_WITH_LIDAR`')
         self._state = 'inactive'
         return super().on_configure(state)
 
@@ -469,6 +482,8 @@ class DepthNode(LifecycleNode):
         values['backend_device'] = str(getattr(backend, 'device', ''))
         values['model_path'] = self._cfg.model_path if self._cfg else ''
         values['input_size'] = str(getattr(self._estimator, 'input_size', ''))
+        values['uncertainty'] = self._est_cfg.uncertainty if self._est_cfg else ''
+        values['uncertainty_calibration'] = uncertainty_calibration(self._estimator)
         values['state'] = self._state
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status

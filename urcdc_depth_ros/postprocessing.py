@@ -6,41 +6,53 @@ whose focal length differs from the training camera's), placement back into the 
 ``[min_depth, max_depth]``) and conversion of the uncertainty head.
 
 The uncertainty head ``u`` in [0, 1] is trained toward ``exp(-5 |gt - d| / (gt + d))`` (high =
-reliable). ``r = -ln(u) / 5`` is the expected relative error ``|gt - d| / (gt + d)``. Solving
-for ``e = |gt - d|`` gives ``e = 2 d r / (1 - r)`` when the truth is farther (``gt = d + e``) and
-``2 d r / (1 + r)`` when nearer; we report the first, the larger (conservative) of the two.
+reliable). ``r = -ln(u) / 5`` is the expected relative error ``|gt - d| / (gt + d)``.
+
+``metres`` with a fitted calibration (the model's ``ModelMeta.uncertainty_calibration``, see
+:mod:`.calibration`): the measured expected ``|error|`` for this head value at this depth.
+Without one, the uncalibrated formula: solving ``r = |gt - d| / (gt + d)`` for ``e = |gt - d|``
+gives ``e = 2 d r / (1 - r)`` when the truth is farther and ``2 d r / (1 + r)`` when nearer;
+with no knowledge of the side we report their mean, ``2 d r / (1 - r^2)``. ``bound90`` is the
+calibration's 90 % bound of ``|error|`` (needs a calibration).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from .calibration import MAX_RELATIVE_ERROR, UncertaintyCalibration, \
+    relative_error_from_confidence
 from .config import EstimatorConfig, ModelMeta
 from .errors import ConfigError
 from .preprocessing import Geometry
 
-#: r is capped below 1 (u >= exp(-5) ~ 0.0067 already means "error as large as the depth");
-#: the cap keeps e = 2 d r / (1 - r) finite (<= 2 * 999 * d).
-MAX_RELATIVE_ERROR = 0.999
-_U_FLOOR = float(np.exp(-5.0 * MAX_RELATIVE_ERROR))
-
-
-def relative_error_from_confidence(u: np.ndarray) -> np.ndarray:
-    """Expected |gt - d| / (gt + d) from the raw head ``u`` (any shape), float32 in [0, 0.999]."""
-    u = np.clip(np.asarray(u, np.float32), _U_FLOOR, 1.0)
-    return (-np.log(u) / np.float32(5.0)).astype(np.float32)
-
 
 def metres_from_confidence(u: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
-    """Expected absolute depth error, metres: ``2 d r / (1 - r)``; shape of ``depth_m``."""
+    """Uncalibrated expected absolute error, metres: ``2 d r / (1 - r^2)``; shape of ``depth_m``.
+
+    The mean of the two errors a relative error ``r`` allows (truth farther or nearer); ``r``
+    is capped at 0.999, so the value stays finite.
+    """
     r = relative_error_from_confidence(u)
-    return (2.0 * depth_m * r / (1.0 - r)).astype(np.float32)
+    return (2.0 * depth_m * r / (1.0 - r * r)).astype(np.float32)
 
 
-def convert_uncertainty(u: np.ndarray, depth_m: np.ndarray, kind: str) -> np.ndarray:
-    """Raw head ``u`` -> ``'metres'`` | ``'relative'`` | ``'confidence'`` (module docstring)."""
+def convert_uncertainty(u: np.ndarray, depth_m: np.ndarray, kind: str,
+                        calibration: UncertaintyCalibration | None = None) -> np.ndarray:
+    """Raw head ``u`` -> ``'metres'`` | ``'bound90'`` | ``'relative'`` | ``'confidence'``.
+
+    ``calibration`` (the model's, if fitted) turns ``metres`` into the measured expected error
+    and is required for ``bound90`` (module docstring).
+    """
     if kind == 'metres':
+        if calibration is not None:
+            return calibration.expected_abs_error_m(u, depth_m)
         return metres_from_confidence(u, depth_m)
+    if kind == 'bound90':
+        if calibration is None:
+            raise ConfigError("uncertainty='bound90' needs a model with a fitted calibration; "
+                              'fit one with `urcdc-calibrate --model MODEL --bag BAG`')
+        return calibration.bound_m(u, depth_m)
     if kind == 'relative':
         return relative_error_from_confidence(u)
     if kind == 'confidence':
@@ -102,7 +114,7 @@ def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta:
         depth = to_input_resolution(depth, geom)
         confidence = to_input_resolution(confidence, geom)
     depth, uncertainty = _valid_depth_and_uncertainty(depth, confidence, lo, hi,
-                                                      config.uncertainty)
+                                                      config.uncertainty, meta.calibration())
     if to_input and placed_back:
         # the crop goes back unchanged: the same values, computed on the smaller map
         depth, uncertainty, confidence = (to_input_resolution(a, geom)
@@ -111,14 +123,16 @@ def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta:
 
 
 def _valid_depth_and_uncertainty(depth: np.ndarray, confidence: np.ndarray, lo: float,
-                                 hi: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
+                                 hi: float, kind: str,
+                                 calibration: UncertaintyCalibration | None
+                                 ) -> tuple[np.ndarray, np.ndarray]:
     """Depth NaN outside [lo, hi] (and where NaN), uncertainty of ``kind``, NaN there too."""
     with np.errstate(invalid='ignore'):
         invalid = ~((depth >= lo) & (depth <= hi))  # NaN compares False: invalid
     depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)
     if np.isnan(confidence).any():
         confidence = np.nan_to_num(confidence, nan=1.0)
-    uncertainty = convert_uncertainty(confidence, depth, kind)
+    uncertainty = convert_uncertainty(confidence, depth, kind, calibration)
     uncertainty[invalid] = np.nan
     return depth, uncertainty
 

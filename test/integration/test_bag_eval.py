@@ -156,19 +156,28 @@ def test_bag_without_camera_info_is_a_data_error(data, tmp_path):
         evaluate_bag(no_info, None, estimator=OracleEstimator(data.images))
 
 
-@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'missing'])
-def test_corrupt_or_truncated_bag_is_a_clear_data_error(data, tmp_path, damage):
+@pytest.mark.parametrize('damage', ['garbage', 'missing'])
+def test_corrupt_bag_is_a_clear_data_error(data, tmp_path, damage):
     bag = tmp_path / 'bad'
     shutil.copytree(data.mcap, bag)
     mcap = next(bag.glob('*.mcap'))
     if damage == 'garbage':
         mcap.write_bytes(os.urandom(4096))
-    elif damage == 'truncated':
-        mcap.write_bytes(mcap.read_bytes()[:mcap.stat().st_size * 6 // 10])
     else:
         bag = tmp_path / 'does_not_exist'
     with pytest.raises(DataError, match='corrupt|does not exist'):
         evaluate_bag(bag, None, estimator=OracleEstimator(data.images))
+
+
+def test_truncated_mcap_is_evaluated_up_to_the_cut_with_a_warning(data, tmp_path):
+    bag = tmp_path / 'cut'
+    shutil.copytree(data.mcap, bag)
+    mcap = next(bag.glob('*.mcap'))
+    mcap.write_bytes(mcap.read_bytes()[:mcap.stat().st_size * 6 // 10])
+    res = evaluate_bag(bag, None, estimator=OracleEstimator(data.images))
+    full = evaluate_bag(data.mcap, None, estimator=OracleEstimator(data.images))
+    assert 0 < res['frames']['used'] < full['frames']['used']
+    assert 'cut off' in res['warnings'][0] and 'last good stamp' in res['warnings'][0]
 
 
 def test_exactly_one_mode_must_be_chosen(data):

@@ -1,8 +1,9 @@
 """`make demo`'s pipeline at tiny sizes (profile ``fast``): every step runs, every output lands.
 
 The real chain end to end: synthetic drives -> urcdc-train (both branches) -> urcdc-eval ->
-ONNX export -> kitti2bag -> bag evaluation of the untrained baseline -> replay through the real
-depth_node over rclpy -> report with the baseline beside. A rerun reuses everything it can.
+ONNX export -> kitti2bag -> urcdc-calibrate on the calibration drive -> bag evaluation of the
+baselines -> replay through the real depth_node over rclpy with the calibrated model -> report
+with the baselines beside. A rerun reuses everything it can.
 """
 from __future__ import annotations
 
@@ -30,11 +31,19 @@ def test_fast_demo_writes_every_artefact_and_a_report_with_the_baseline(demo):
     assert s['replay']['sent'] == s['frames'] == 3 and s['replay']['dropped'] == 0
     for key in ('abs_rel', 'rms', 'ause', 'untrained_abs_rel'):
         assert math.isfinite(s[key]) and s[key] > 0, key
+    # even 4 steps move the random network towards the scene's depth
+    assert s['abs_rel'] < s['untrained_abs_rel']
+    assert os.path.isfile(s['onnx_calibrated'])
+    calibrated = s['uncertainty']['calibrated (node)']
+    assert math.isfinite(calibrated['calibration_error'])
+    assert math.isfinite(calibrated['depth_aurg_abs_m'])
+    assert set(s['goals']) == {'aurg_margin_abs_m', 'calibration_error', 'mean_ratio_off'}
     html = open(s['report'], encoding='utf-8').read()
     assert 'Compared with' in html and 'untrained' in html
     metrics = json.loads((out / 'report' / 'metrics.json').read_text())
     assert metrics['baselines']['untrained']['abs_rel'] == pytest.approx(s['untrained_abs_rel'])
-    assert json.loads((out / 'eval' / 'metrics.json').read_text())['n_images'] == 3
+    # urcdc-eval scores both held-out drives (calibration + test), 3 frames each
+    assert json.loads((out / 'eval' / 'metrics.json').read_text())['n_images'] == 6
     assert json.loads((out / 'summary.json').read_text())['onnx'] == s['onnx']
 
 

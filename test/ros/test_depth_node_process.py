@@ -125,6 +125,8 @@ def test_diagnostics_report_rates_latency_backend_and_counts(setup):
     d = probe.node_diagnostics()
     assert d['backend'] == 'onnxruntime' and d['model_path'].endswith('.onnx')
     assert d['state'] == 'active' and d['rejected'] == '0'
+    # a model without a fitted calibration says so: its metres are the uncalibrated formula
+    assert d['uncertainty'] == 'metres' and d['uncertainty_calibration'] == 'none'
     assert float(d['latency_p50_ms']) > 0 and float(d['latency_p95_ms']) >= float(
         d['latency_p50_ms'])
     for key in ('input_rate_hz', 'output_rate_hz', 'dropped', 'received'):

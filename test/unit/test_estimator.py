@@ -79,17 +79,37 @@ def test_a_longer_focal_length_scales_depth_proportionally():
     np.testing.assert_allclose(d2 / d1, 1.5, rtol=1e-5)
 
 
-def test_flip_tta_calls_the_backend_twice_and_keeps_a_mirror_consistent_map():
-    backend = FakeBackend()
+class RampBackend(FakeBackend):
+    """Depth = 10 m at the network input's left column rising to 20 m at its right column.
+
+    The output depends on the pixel position only, not on the content, so the mirrored
+    image's prediction, mirrored back, is the opposite ramp: the fusion is what is checked.
+    """
+
+    def infer(self, x):
+        self.calls += 1
+        w = x.shape[-1]
+        ramp = (10.0 + 10.0 * np.arange(w) / (w - 1)).astype(np.float32)
+        depth = np.broadcast_to(ramp, x[:, :1].shape).copy()
+        return {'depth': depth, 'uncertainty': np.full_like(depth, 0.8)}
+
+
+def test_flip_tta_fuses_the_mirrored_prediction_with_edge_weights():
+    backend = RampBackend()
     est = DepthEstimator(backend, EstimatorConfig(flip_tta=True, rescale_focal=False,
                                                   output_resolution='model'))
-    res = est.estimate(_image(), K)
+    d = est.estimate(_image(), K).depth_m
     assert backend.calls == 2
-    # the fake depends on pixel content only, so the mirrored-back prediction equals the
-    # direct one and the fused map must equal it too
-    plain = DepthEstimator(FakeBackend(), EstimatorConfig(
-        rescale_focal=False, output_resolution='model')).estimate(_image(), K)
-    np.testing.assert_allclose(res.depth_m, plain.depth_m, atol=1e-5)
+    w = d.shape[1]
+    # the official fusion: the centre averages the two ramps (10..20 and 20..10 m) -> 15 m;
+    # each edge keeps the prediction that saw it with context: the left edge the mirrored one
+    # (20 m there), the right edge the direct one (20 m there)
+    np.testing.assert_allclose(d[:, int(0.2 * w):int(0.8 * w)], 15.0, atol=1e-4)
+    np.testing.assert_allclose(d[:, 0], 20.0, atol=1e-4)
+    np.testing.assert_allclose(d[:, -1], 20.0, atol=1e-4)
+    plain = DepthEstimator(RampBackend(), EstimatorConfig(
+        rescale_focal=False, output_resolution='model')).estimate(_image(), K).depth_m
+    np.testing.assert_allclose(plain[:, 0], 10.0, atol=1e-4)  # without TTA: the raw ramp
 
 
 @pytest.mark.parametrize('image,K_px,encoding', [

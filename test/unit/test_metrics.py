@@ -91,3 +91,13 @@ def test_calibration_bins_are_equal_count_and_ordered_by_prediction():
     pred, obs, cnt = metrics.calibration_bins(pred_err * 2, pred_err, bins=4)
     assert list(cnt) == [25, 25, 25, 25]
     np.testing.assert_allclose(obs, pred * 2)
+
+
+def test_nyu_crops_are_the_official_eval_crop_and_the_training_region():
+    official = metrics.nyu_eval_mask()
+    rows, cols = np.nonzero(official)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (45, 471, 41, 601)
+    train = metrics.valid_mask(np.full((480, 640), 5.0), crop='nyu_train')
+    rows, cols = np.nonzero(train)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (45, 471, 43, 607)
+    assert metrics.valid_mask(np.full((480, 640), 5.0), crop='nyu').sum() == official.sum()

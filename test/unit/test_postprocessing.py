@@ -13,24 +13,24 @@ META = ModelMeta(variant='nano07', input_height=64, input_width=192, focal_px=50
 K = np.array([[500.0, 0, 160.0], [0, 500.0, 60.0], [0, 0, 1]])
 
 
-def test_metres_uncertainty_recovers_the_error_the_head_was_trained_on():
+def test_relative_uncertainty_recovers_the_relative_error_the_head_was_trained_on():
     d = np.array([2.0, 10.0, 30.0, 50.0], np.float32)
-    gt = np.array([2.5, 13.0, 45.0, 50.0], np.float32)  # truth farther (or equal)
+    gt = np.array([2.5, 13.0, 20.0, 50.0], np.float32)  # farther, farther, nearer, exact
     u = np.exp(-5 * np.abs(gt - d) / (gt + d))  # the training target
     np.testing.assert_allclose(relative_error_from_confidence(u), np.abs(gt - d) / (gt + d),
                                atol=1e-6)
-    np.testing.assert_allclose(metres_from_confidence(u, d), np.abs(gt - d), rtol=1e-4,
-                               atol=1e-5)
 
 
-def test_metres_uncertainty_bounds_the_error_when_the_truth_is_nearer():
-    d = np.array([10.0, 30.0], np.float32)
-    gt = np.array([8.0, 20.0], np.float32)
+def test_uncalibrated_metres_is_the_mean_of_the_two_truths_the_head_allows():
+    # d = 10 m with the head of a 0.2 relative error: the truth is 15 m (farther: |e| = 5 m) or
+    # 20/3 m (nearer: (10 - g) / (10 + g) = 0.2, |e| = 10/3 m); both give the same head value
+    d = np.array([10.0, 10.0], np.float32)
+    gt = np.array([15.0, 20.0 / 3.0], np.float32)
     u = np.exp(-5 * np.abs(gt - d) / (gt + d))
+    np.testing.assert_allclose(u[0], u[1], rtol=1e-6)
     e = metres_from_confidence(u, d)
-    assert (e >= np.abs(gt - d) - 1e-4).all()
-    np.testing.assert_allclose(e, 2 * d * (d - gt) / (gt + d) / (1 - (d - gt) / (gt + d)),
-                               rtol=1e-4)
+    np.testing.assert_allclose(e, (5.0 + 10.0 / 3.0) / 2, rtol=1e-4)
+    assert (e < 5.0).all() and (e > 10.0 / 3.0).all()  # between the two observed errors
 
 
 def test_zero_confidence_gives_a_large_but_finite_error():
@@ -91,8 +91,8 @@ def test_resize_mode_returns_input_resolution_with_the_original_K():
 def test_uncertainty_kinds_are_all_finite_inside_the_view(kind):
     geom = plan_geometry((64, 192), K, (64, 192), 'kb_crop')
     depth = np.full((64, 192), 10.0, np.float32)
-    _, unc, _, _ = postprocess(depth, np.full_like(depth, 0.6), geom, META,
+    head = np.exp(-1.0)  # the head of a 0.2 relative error: truth 15 m or 20/3 m at d = 10 m
+    _, unc, _, _ = postprocess(depth, np.full_like(depth, head), geom, META,
                                EstimatorConfig(uncertainty=kind, rescale_focal=False))
-    expected = {'metres': 2 * 10 * (-np.log(0.6) / 5) / (1 + np.log(0.6) / 5),
-                'relative': -np.log(0.6) / 5, 'confidence': 0.6}[kind]
+    expected = {'metres': (5.0 + 10.0 / 3.0) / 2, 'relative': 0.2, 'confidence': head}[kind]
     np.testing.assert_allclose(unc, expected, rtol=1e-5)

@@ -16,6 +16,8 @@ building facades with windows, cars, poles, trees, sky) by analytic ray casting 
             velodyne_points/data/0000000000.bin   # float32 (N, 4): x, y, z [m], intensity
             velodyne_points/timestamps.txt  # (+ timestamps_start.txt, timestamps_end.txt)
             dense_depth/image_02/0000000000.png   # NOT in KITTI: exact dense z-depth
+            oxts/data/0000000000.txt        # KITTI OXTS line: the exact vehicle pose
+            oxts/timestamps.txt             # = the camera stamps
       depth_annotated/                      # = KITTI depth annotated; the loaders' gt_path
         DATE_drive_XXXX_sync/proj_depth/groundtruth/image_02/0000000000.png
       splits/synthetic_train.txt            # Eigen-format lines (the last K drives are in

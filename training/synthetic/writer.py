@@ -12,6 +12,7 @@ import numpy as np
 
 from urcdc_depth_ros.errors import ConfigError
 from urcdc_depth_ros.kitti.calib import KittiCalib, velodyne_to_depth
+from urcdc_depth_ros.kitti.oxts import poses_to_oxts, read_T_velo_imu, write_oxts
 
 from .lidar import scan
 from .scene import CameraRays, StreetScene, make_street_scene, render_camera
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATE = '2011_09_26'
 FRAME_DT_S = 0.1036  # KITTI's camera period, seconds (about 9.65 Hz)
 DEPTH_SCALE = 256.0  # uint16 PNG value per metre (KITTI convention)
+OXTS_YAW0_RAD = 0.3  # heading of the synthetic vehicle in the OXTS world (east = 0)
 # Fast deflate, no per-row PNG filter (cv2's default adaptive filtering costs more than the
 # compression saves here). Files stay ordinary, lossless PNGs.
 INFO_FILE = 'synthetic_info.json'  # written last: the DatasetInfo fields + generator settings
@@ -110,8 +112,10 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
         os.makedirs(d, exist_ok=True)
     stamps_cam, stamps_velo, v_start, v_end = [], [], [], []
     T_cam_velo = calib.T_cam_velo
+    origins = []
     for k in range(frames):
         origin = np.array([sway_amp * np.sin(z_cam[k] / 40.0 + sway_phase), 0.0, z_cam[k]])
+        origins.append(origin)
         name = f'{k:010d}'
         rgb, depth = render_camera(scene, CameraRays(calib.K, calib.width, calib.height,
                                                      origin))
@@ -136,6 +140,32 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
                        ('velodyne_points/timestamps_end.txt', v_end)):
         with open(os.path.join(drive_dir, rel), 'w') as f:
             f.write('\n'.join(lines) + '\n')
+    T_cam_imu = T_cam_velo @ read_T_velo_imu(os.path.dirname(drive_dir))
+    write_oxts(drive_dir, poses_to_oxts(oxts_poses(np.array(origins), T_cam_imu),
+                                        np.array([start_ns + int(round(t * 1e9)) for t in t_s])),
+               stamps_cam)
+
+
+def oxts_poses(origins_m: np.ndarray, T_cam_imu: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) ``T_world_imu`` (KITTI OXTS world) of a camera moving through ``origins_m``.
+
+    The scene's world has the camera's optical axes (x right, y down, z forward); the camera
+    only translates, to ``origins_m`` (N, 3) metres. The OXTS world puts the first IMU pose
+    at the origin, heading ``OXTS_YAW0_RAD``, so every pose is exact:
+    ``T_world_imu(k) = Rz(yaw0) @ inv(T_scene_imu(0)) @ T_scene_imu(k)``.
+    """
+    c, s = np.cos(OXTS_YAW0_RAD), np.sin(OXTS_YAW0_RAD)
+    yaw0 = np.eye(4)
+    yaw0[:2, :2] = [[c, -s], [s, c]]
+    out = np.empty((len(origins_m), 4, 4))
+    for k, o in enumerate(origins_m):
+        T_scene_cam = np.eye(4)
+        T_scene_cam[:3, 3] = o
+        out[k] = T_scene_cam @ T_cam_imu
+    inv0 = np.linalg.inv(out[0])
+    out = np.einsum('ij,njk->nik', yaw0 @ inv0, out)
+    out[0, :3, 3] = 0.0  # exact zero (the devkit's origin) rather than rounding residue
+    return out
 
 
 def read_dataset_info(out_dir: str) -> DatasetInfo | None:

@@ -8,9 +8,13 @@
   ``urcdc-bag-eval``.
 * :mod:`.report` writes metrics.json, per_frame.csv, report.md/html and the figures.
 * :mod:`.replay` plays a bag through the real ROS node and records its outputs (rclpy).
+* :mod:`.mcap_recover` reads a cut-off MCAP up to the cut (``open_bag`` falls back to it).
+* :mod:`.temporal` scores temporal stability (TAE, flicker) with ego-motion from ``/tf``.
+* :mod:`.fleet_shards`, :mod:`.fleet`, :mod:`.fleet_report`: many bags on Ray
+  (``urcdc-fleet-eval``), per-frame Parquet shards, resumable, one HTML report.
 
-Only :mod:`.replay` imports rclpy, and only when it is used. KITTI drives and the KITTI -> bag
-converter live in :mod:`urcdc_depth_ros.kitti`.
+Only :mod:`.replay` imports rclpy, and only :mod:`.fleet` imports ray (both when used).
+KITTI drives and the KITTI -> bag converter live in :mod:`urcdc_depth_ros.kitti`.
 """
 from .bag_eval import evaluate_bag
 

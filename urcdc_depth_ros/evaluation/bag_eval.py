@@ -42,11 +42,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..calibration import frame_key, overlapping_frames
 from ..config import KITTI_MAX_DEPTH_M
 from ..errors import ConfigError, DataError
-from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
-                       depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
-                       valid_mask)
+from ..metrics import (METRIC_NAMES, MetricAccumulator, calibration_bins, depth_metrics,
+                       metrics_by_range, protocol_pairs, sparsification_curve,
+                       uncertainty_scores, valid_mask)
 from ..stamps import stamp_to_ns
 from . import bag_io
 from .bag_topics import EvalTopics, bag_topics, open_bag, resolve_topics
@@ -380,7 +381,7 @@ class FrameScorer:
         metrics_ms = (time.perf_counter() - t0) * 1e3
         fr.row.update({k: m[k] for k in METRIC_NAMES})
         fr.row.update({'n': m['n'], 'coverage': m['coverage'], 'gt_ms': gt_ms,
-                       'metrics_ms': metrics_ms})
+                       'metrics_ms': metrics_ms, 'frame_id': frame_id})
         if fr.model_ms is not None:
             fr.row['model_ms'] = fr.model_ms
         fr.status = 'ok'
@@ -488,25 +489,48 @@ def _pooled(used: Sequence[EvalFrame]) -> dict[str, np.ndarray]:
             'unc_gt': cat([s[1] for s in with_u])}
 
 
-def _uncertainty_block(pooled: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """The ``uncertainty`` block (AUSE/AURG on rel. and abs. error) and the report curves."""
+def _uncertainty_block(pooled: dict[str, np.ndarray], kind: str = 'metres'
+                       ) -> tuple[dict, dict]:
+    """The ``uncertainty`` block and the report curves.
+
+    AUSE/AURG on relative and absolute error beside the oracle, random order and
+    sigma = c * depth (:func:`~urcdc_depth_ros.metrics.uncertainty_scores`); the calibration
+    error when ``kind`` is ``'metres'``, the coverage when it is ``'bound90'``.
+    """
     u = pooled['unc']
     block: dict[str, Any] = {'available': bool(u.size)}
     curves: dict[str, Any] = {}
     if not u.size:
         return block, curves
     up, ug = pooled['unc_pred'], pooled['unc_gt']
-    abs_err = np.abs(up - ug)
-    rel_err = abs_err / ug
-    block.update({f'{k}_abs_rel': v for k, v in ause_aurg(rel_err, u).items()})
-    block.update({f'{k}_abs_m': v for k, v in ause_aurg(abs_err, u).items()})
+    ranking = -u if kind == 'confidence' else u  # higher must mean less reliable
+    block['kind'] = kind
+    block.update(uncertainty_scores(up, ug, ranking, bound_m=u if kind == 'bound90' else None,
+                                    metres=kind == 'metres'))
     block['ause'] = block['ause_abs_rel']
     block['aurg'] = block['aurg_abs_rel']
-    block['mean_predicted_m'] = float(np.mean(u))
-    block['mean_observed_abs_err_m'] = float(np.mean(abs_err))
-    curves['sparsification'] = sparsification_curve(rel_err, u)
-    curves['calibration'] = calibration_bins(abs_err, u, bins=12)
+    abs_err = np.abs(up - ug)
+    curves['sparsification'] = sparsification_curve(abs_err / ug, ranking)
+    curves['sparsification_depth'] = sparsification_curve(abs_err / ug, up)
+    curves['calibration'] = calibration_bins(abs_err, u, bins=10)
     return block, curves
+
+
+def _check_calibration_overlap(result: dict, series: dict, calibration) -> None:
+    """Record the calibration in use; warn when it was fitted on frames scored here."""
+    if calibration is None:  # nothing to add: summarize()'s block stays as it is
+        return
+    unc = result['uncertainty']
+    unc['calibrated'] = True
+    unc['calibration_fitted_on'] = calibration.fitted_on.get('source', '')
+    n = overlapping_frames(calibration, series['frame_keys'])
+    unc['calibration_overlap_frames'] = n
+    if n:
+        w = (f'the uncertainty calibration was fitted on {n} of the {len(series["frame_keys"])} '
+             f'frames evaluated here ({calibration.fitted_on.get("source")!r}): its figures are '
+             'in-sample; evaluate on frames held out from `urcdc-calibrate`')
+        logger.warning('%s', w)
+        result['warnings'].append(w)
 
 
 def _timings(frames: Sequence[EvalFrame], used: Sequence[EvalFrame]) -> dict[str, dict]:
@@ -525,12 +549,14 @@ def _timings(frames: Sequence[EvalFrame], used: Sequence[EvalFrame]) -> dict[str
 
 
 def summarize(frames: Sequence[EvalFrame], index: BagIndex, topics: EvalTopics,
-              protocol: Protocol, read_error: str | None = None) -> tuple[dict, dict]:
+              protocol: Protocol, read_error: str | None = None,
+              uncertainty_kind: str = 'metres') -> tuple[dict, dict]:
     """The metrics.json dict and the report's series from scored frames (in frame order).
 
     Args:
         frames: every frame of :func:`match_frames`, scored by :func:`score_frames`.
         read_error: what :func:`score_frames` returned (shown when pass 1 read to the end).
+        uncertainty_kind: what the scored uncertainty holds (``EstimatorConfig.uncertainty``).
     Returns:
         ``(result, series)``: ``result`` is what metrics.json holds (without ``bag`` and
         ``wall_s``); ``series`` the frames, pooled arrays, curves and panels
@@ -560,7 +586,7 @@ def summarize(frames: Sequence[EvalFrame], index: BagIndex, topics: EvalTopics,
     pooled = _pooled(used)
     result['by_range'] = metrics_by_range(pooled['pred'], pooled['gt']) \
         if pooled['pred'].size else {}
-    result['uncertainty'], curves = _uncertainty_block(pooled)
+    result['uncertainty'], curves = _uncertainty_block(pooled, uncertainty_kind)
     result['timings_ms'] = _timings(frames, used)
     if topics.mode == 'topic':
         result['latency_ms'] = _stats([(f.receive_ns - f.stamp_ns) / 1e6 for f in frames
@@ -582,7 +608,9 @@ def summarize(frames: Sequence[EvalFrame], index: BagIndex, topics: EvalTopics,
     series = {'frames': list(frames), 'pred': pooled['pred'], 'gt': pooled['gt'],
               'unc': pooled['unc'], 'curves': curves,
               'panels': [f.panel_data for f in frames if f.panel_data is not None],
-              'stamps': index.stamps, 'image_topic': topics.image}
+              'stamps': index.stamps, 'image_topic': topics.image,
+              'unc_pred': pooled['unc_pred'], 'unc_gt': pooled['unc_gt'],
+              'frame_keys': [frame_key(f.row.get('frame_id', ''), f.stamp_ns) for f in used]}
     return result, series
 
 
@@ -597,7 +625,9 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  max_depth: float = KITTI_MAX_DEPTH_M,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
-                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:
+                 seed: int = 0, baselines: Mapping[str, Mapping] | None = None,
+                 calibration: Any = None, series_out: dict | None = None,
+                 frames_out: list | None = None) -> dict:
     """Evaluate depth in a bag against LiDAR ground truth and (optionally) write the report.
 
     Args:
@@ -619,6 +649,14 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         seed: draws the pooled-pixel subset of frames with more than ``POOL_PER_FRAME``.
         baselines: {label: earlier result (or its metrics.json)} shown beside this run in
             the report (e.g. ``{'untrained': ...}``); see :func:`.report.headline`.
+        calibration: the model's :class:`~urcdc_depth_ros.calibration.UncertaintyCalibration`
+            (mode a: the estimator's); a warning is added when it was fitted on frames
+            evaluated here.
+        series_out: if a dict, filled with the pooled pixels (``unc_pred``, ``unc_gt``,
+            ``unc``) and ``frame_keys`` of the evaluated frames (what ``urcdc-calibrate``
+            fits on).
+        frames_out: when a list, every :class:`EvalFrame` (scored or not) is appended to it,
+            for callers that want the exact per-frame rows (the fleet tests compare them).
     Returns:
         the metrics dict also written to ``metrics.json`` (see docs in the report).
     Raises:
@@ -648,7 +686,17 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
         read_error = score_frames(reader, frames, scorer)
     finally:
         reader.close()
-    result, series = summarize(frames, index, topics, protocol, read_error)
+    kind = getattr(getattr(estimator, 'config', None), 'uncertainty', 'metres')
+    result, series = summarize(frames, index, topics, protocol, read_error, kind)
+    if calibration is None and estimator is not None:
+        calibration = getattr(estimator, 'calibration', None)
+    if getattr(reader, 'warning', ''):  # a cut-off MCAP, evaluated up to the cut
+        result['warnings'].insert(0, reader.warning)
+    _check_calibration_overlap(result, series, calibration)
+    if series_out is not None:
+        series_out.update(series)
+    if frames_out is not None:
+        frames_out.extend(frames)
     result['bag'] = [str(p) for p in paths]
     result['wall_s'] = time.perf_counter() - t_start
     if baselines:

@@ -19,6 +19,30 @@ from .lidar_gt import TX_MODES
 logger = logging.getLogger(__name__)
 
 
+def add_ground_truth_args(p: argparse.ArgumentParser) -> None:
+    """Topics, LiDAR matching, GT range and crop (``urcdc-bag-eval``, ``urcdc-calibrate``)."""
+    p.add_argument('--image-topic', help='camera image topic (auto when unique)')
+    p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
+    p.add_argument('--lidar-topic', help='PointCloud2 topic (auto when unique)')
+    p.add_argument('--tolerance-ms', type=float, default=50.0,
+                   help='max |camera - LiDAR| stamp difference, ms')
+    p.add_argument('--min-depth', type=float, default=1e-3, help='evaluation minimum, m')
+    p.add_argument('--max-depth', type=float, default=KITTI_MAX_DEPTH_M,
+                   help='evaluation maximum, m')
+    p.add_argument('--crop', choices=('garg', 'eigen', 'none'), default='garg')
+    p.add_argument('--tx-mode', choices=TX_MODES, default='auto',
+                   help='stereo P Tx rule (see lidar_gt): auto/tf = TF holds the baseline')
+    p.add_argument('--max-frames', type=int, help='evaluate only the first N frames')
+
+
+def ground_truth_kwargs(args: argparse.Namespace) -> dict:
+    """The :func:`.bag_eval.evaluate_bag` keywords of :func:`add_ground_truth_args`' options."""
+    return dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+                lidar_topic=args.lidar_topic, tolerance_ms=args.tolerance_ms,
+                min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
+                tx_mode=args.tx_mode, max_frames=args.max_frames)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of ``urcdc-bag-eval``."""
     p = argparse.ArgumentParser(
@@ -36,20 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--depth-topic', help='mode (b): recorded depth topic (32FC1 m)')
     p.add_argument('--backend', default='onnxruntime', help='inference backend for --model')
     p.add_argument('--uncertainty-topic', help='mode (b): recorded uncertainty topic')
-    p.add_argument('--image-topic', help='camera image topic (auto when unique)')
-    p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
     p.add_argument('--depth-camera-info-topic', help='mode (b): camera_info of the depth')
-    p.add_argument('--lidar-topic', help='PointCloud2 topic (auto when unique)')
-    p.add_argument('--tolerance-ms', type=float, default=50.0,
-                   help='max |camera - LiDAR| stamp difference, ms')
-    p.add_argument('--min-depth', type=float, default=1e-3, help='evaluation minimum, m')
-    p.add_argument('--max-depth', type=float, default=KITTI_MAX_DEPTH_M,
-                   help='evaluation maximum, m')
-    p.add_argument('--crop', choices=('garg', 'eigen', 'none'), default='garg')
+    add_ground_truth_args(p)
     p.add_argument('--flip-tta', action='store_true', help='mode (a): flip test-time aug.')
-    p.add_argument('--tx-mode', choices=TX_MODES, default='auto',
-                   help='stereo P Tx rule (see lidar_gt): auto/tf = TF holds the baseline')
-    p.add_argument('--max-frames', type=int, help='evaluate only the first N frames')
     p.add_argument('--panels', type=int, default=3, help='sample panels in the report')
     p.add_argument('--compare', action='append', default=[], metavar='LABEL=METRICS_JSON',
                    help='show an earlier run (its metrics.json) beside this one; repeatable')
@@ -71,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success, 2 on a data/config error (message logged)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    kw = dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-              lidar_topic=args.lidar_topic, tolerance_ms=args.tolerance_ms,
-              min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
-              tx_mode=args.tx_mode, max_frames=args.max_frames, n_panels=args.panels)
+    kw = dict(ground_truth_kwargs(args), n_panels=args.panels)
     try:
         kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
         if args.replay:

@@ -40,10 +40,25 @@ def open_bag(paths: Sequence[str | os.PathLike]):
         reader = AnyReader(ps, default_typestore=bag_io.get_ros2_typestore())
         reader.open()
     except Exception as exc:  # reason: rosbags raises several unrelated types here
+        recovered = _recover_mcap(ps)
+        if recovered is not None:
+            return recovered
         raise DataError(f'cannot open bag {[str(p) for p in ps]!r}: {type(exc).__name__}: '
                         f'{exc}. The file is corrupt, truncated or not a bag; re-record it, or '
                         'for a rosbag2 folder check that metadata.yaml matches the storage '
                         'files (`ros2 bag reindex` can rebuild it)') from exc
+    return reader
+
+
+def _recover_mcap(paths: Sequence[Path]):
+    """A cut-off MCAP read up to the cut (see :mod:`.mcap_recover`); None if not MCAP/empty."""
+    from .mcap_recover import RecoveredReader, mcap_files
+    if mcap_files(paths) is None:
+        return None
+    reader = RecoveredReader(paths, bag_io.get_ros2_typestore())
+    if reader.message_count == 0 or not reader.connections:
+        return None
+    logger.warning('%s', reader.warning)
     return reader
 
 

@@ -264,6 +264,8 @@ def replay_and_evaluate(bag_path: str | os.PathLike, out_dir: str | os.PathLike,
                                   image_topic=eval_kw.get('image_topic'),
                                   camera_info_topic=eval_kw.get('camera_info_topic'),
                                   max_frames=eval_kw.get('max_frames'))
+    from .calibrate import model_calibration
+    eval_kw.setdefault('calibration', model_calibration(model_path))  # overlap warning
     result = evaluate_bag([bag_path, out_bag], out_dir, depth_topic='/depth',
                           uncertainty_topic='/uncertainty',
                           depth_camera_info_topic='/depth/camera_info', **eval_kw)

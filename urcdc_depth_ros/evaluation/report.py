@@ -237,6 +237,11 @@ def _fig_sparsification(plt, result, series):
     ax.plot(frac, oracle, color='#2da44e', lw=2, label='oracle (sorted by true error)')
     ax.plot(frac, model, color=ACCENT, lw=2,
             label=f'uncertainty  AUSE {u["ause"]:.4f}  AURG {u["aurg"]:.4f}')
+    if 'sparsification_depth' in curves:
+        _, by_depth, _ = curves['sparsification_depth']
+        ax.plot(frac, by_depth, color='#8250df', lw=1.5, ls='--',
+                label=f'sigma = c·depth  AUSE {u.get("depth_ause_abs_rel", float("nan")):.4f}'
+                      f'  AURG {u.get("depth_aurg_abs_rel", float("nan")):.4f}')
     ax.axhline(1.0, color='grey', ls=':', label='random')
     ax.fill_between(frac, oracle, model, color=ACCENT, alpha=0.12)
     ax.set_xlabel('fraction of pixels removed (most uncertain first)')
@@ -254,7 +259,9 @@ def _fig_calibration(plt, result, series):
     fig, ax = plt.subplots(figsize=(4.8, 4))
     hi = float(max(pred.max(), obs.max(), 1e-3)) * 1.1
     ax.plot([0, hi], [0, hi], color='grey', ls=':', label='perfectly calibrated')
-    ax.plot(pred, obs, color=ACCENT, marker='o', label='equal-count bins')
+    ce = result['uncertainty'].get('calibration_error')
+    ax.plot(pred, obs, color=ACCENT, marker='o', label='equal-count bins' + (
+        f' (calibration error {ce:.3f})' if ce is not None and np.isfinite(ce) else ''))
     ax.set_xlim(0, hi)
     ax.set_ylim(0, hi)
     ax.set_xlabel('predicted uncertainty (mean per bin)')
@@ -448,11 +455,7 @@ def _tables_md(result: dict) -> list[str]:
     out.append(f'Lower is better except {arrows}.')
     u = result['uncertainty']
     if u.get('available'):
-        out += ['', '| uncertainty | AUSE ↓ | AURG ↑ |', '|---|---|---|',
-                f'| AbsRel | {_fmt(u["ause_abs_rel"])} | {_fmt(u["aurg_abs_rel"])} |',
-                f'| abs. error (m) | {_fmt(u["ause_abs_m"])} | {_fmt(u["aurg_abs_m"])} |', '',
-                f'Mean predicted error {_fmt(u["mean_predicted_m"], 3)}, mean observed '
-                f'|pred − LiDAR| {_fmt(u["mean_observed_abs_err_m"], 3)} m.']
+        out += [''] + uncertainty_md(u)
     t = result['timings_ms']
     out += ['', '| per frame (ms) | mean | p50 | p95 |', '|---|---|---|---|']
     for key, label in (('read', 'bag read + decode'), ('gt_projection', 'LiDAR → GT'),
@@ -468,6 +471,35 @@ def _tables_md(result: dict) -> list[str]:
     if result.get('dropped'):
         d = result['dropped']
         out.append(f'Dropped frames: {d["dropped"]} of {d["images"]} images got no depth.')
+    return out
+
+
+def uncertainty_md(u: dict) -> list[str]:
+    """Markdown lines: AUSE/AURG beside the oracle, random order and sigma = c * depth.
+
+    Then the calibration error, mean predicted vs observed and the interval coverage.
+    """
+    rows = [('uncertainty' + (' (calibrated)' if u.get('calibrated') else ''), ''),
+            ('sigma = c · depth', 'depth_'), ('random order', 'random_'),
+            ('oracle (true error)', 'oracle_')]
+    out = ['| ranking | AUSE AbsRel ↓ | AURG AbsRel ↑ | AUSE abs. m ↓ | AURG abs. m ↑ |',
+           '|---|---|---|---|---|']
+    for label, pre in rows:
+        if f'{pre}aurg_abs_m' in u:
+            out.append(f'| {label} | ' + ' | '.join(_fmt(u.get(f'{pre}{k}')) for k in (
+                'ause_abs_rel', 'aurg_abs_rel', 'ause_abs_m', 'aurg_abs_m')) + ' |')
+    out.append('')
+    if 'aurg_margin_abs_m' in u:
+        out.append(f'AURG margin over sigma = c · depth (abs. m): '
+                   f'{_fmt(u["aurg_margin_abs_m"], 4)} (> 0: the head adds information beyond '
+                   'the depth).')
+    if 'calibration_error' in u:
+        out.append(f'Calibration error (10 equal-count bins, Σ|pred − obs| / Σ obs): '
+                   f'{_fmt(u["calibration_error"], 3)}; mean predicted error '
+                   f'{_fmt(u["mean_predicted_m"], 3)} m, mean observed |pred − LiDAR| '
+                   f'{_fmt(u["mean_observed_abs_err_m"], 3)} m.')
+    if 'coverage' in u:
+        out.append(f'Coverage of the 90 % bound: {_fmt(u["coverage"], 3)} of the pixels.')
     return out
 
 
@@ -572,4 +604,5 @@ def render_html(result: dict, figs: dict[str, str]) -> str:
             + f'<h2>Samples</h2>{samples}</body></html>\n')
 
 
-__all__ = ['headline', 'write_outputs', 'make_figures', 'render_markdown', 'render_html']
+__all__ = ['headline', 'uncertainty_md', 'write_outputs', 'make_figures', 'render_markdown',
+           'render_html']

@@ -14,7 +14,13 @@ logged at its own header stamp):
   pose in the Velodyne frame, ``T_velo_cam = inv(KittiCalib.T_cam_velo)``, i.e. it maps points
   written in the camera optical frame into the Velodyne frame. Evaluators look up the inverse
   (``T_cam_velo``) to bring LiDAR points into the camera. It is latched (transient local QoS)
-  and written once at the first stamp.
+  and written once at the first stamp. With OXTS data it also holds ``kitti_imu`` (the
+  vehicle frame: x forward, y left, z up) -> ``kitti_velo``, from ``calib_imu_to_velo.txt``.
+* ``/tf`` (when the drive has ``oxts/``): ``world`` -> ``kitti_imu`` at every OXTS stamp, the
+  vehicle pose of the KITTI devkit (:mod:`.oxts`; world origin at the first pose, x east,
+  y north, z up), so consumers get the ego-motion between any two frames.
+* ``/kitti/oxts/odometry`` (``--odometry``): the same pose as ``nav_msgs/Odometry``
+  (``frame_id`` world, ``child_frame_id`` kitti_imu; twist from the OXTS velocities).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import numpy as np
 
 from ..errors import DataError, UrcdcDepthError
 from ..evaluation import bag_io
+from .oxts import read_oxts, read_T_velo_imu
 from .raw import KittiDrive
 
 logger = logging.getLogger(__name__)
@@ -36,8 +43,13 @@ IMAGE_TOPIC = '/kitti/camera_color_left/image_raw'
 CAMERA_INFO_TOPIC = '/kitti/camera_color_left/camera_info'
 LIDAR_TOPIC = '/kitti/velo/pointcloud'
 TF_STATIC_TOPIC = '/tf_static'
+TF_TOPIC = '/tf'
+ODOMETRY_TOPIC = '/kitti/oxts/odometry'
+ODOMETRY_TYPE = 'nav_msgs/msg/Odometry'
 CAMERA_FRAME = 'kitti_camera_color_left_optical'
 LIDAR_FRAME = 'kitti_velo'
+VEHICLE_FRAME = 'kitti_imu'
+WORLD_FRAME = 'world'
 STORAGES = ('mcap', 'sqlite3')
 
 
@@ -57,7 +69,7 @@ def _tf_static_qos_profiles() -> tuple:
 
 def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: int = 0,
                   end: int | None = None, overwrite: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, odometry: bool = False) -> dict:
     """Write frames ``[start, end)`` of a KITTI raw drive into the rosbag2 ``out_bag``.
 
     Args:
@@ -65,6 +77,7 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
         out_bag: bag folder to create (must not exist unless ``overwrite``).
         storage: ``'mcap'`` or ``'sqlite3'``.
         start, end: frame range (indices into the sorted frame list; ``end`` exclusive).
+        odometry: also write the OXTS poses as ``nav_msgs/Odometry`` (needs ``oxts/``).
     Returns:
         summary dict: frames, scans, topics, storage, path, first/last stamp (ns).
     """
@@ -86,6 +99,11 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
     T_velo_cam = np.linalg.inv(calib.T_cam_velo)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     n_scans = 0
+    oxts = read_oxts(drive.drive_dir)
+    if odometry and oxts is None:
+        raise DataError(f'--odometry needs OXTS poses, but {drive.drive_dir!r} has no '
+                        'oxts/data/*.txt')
+    topics = [IMAGE_TOPIC, CAMERA_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC]
     with Writer(out_bag, version=8, storage_plugin=plugin) as writer:
         c_img = writer.add_connection(IMAGE_TOPIC, bag_io.IMAGE_TYPE, typestore=ts)
         c_info = writer.add_connection(CAMERA_INFO_TOPIC, bag_io.CAMERA_INFO_TYPE, typestore=ts)
@@ -93,7 +111,15 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
         c_tf = writer.add_connection(TF_STATIC_TOPIC, bag_io.TF_TYPE, typestore=ts,
                                      offered_qos_profiles=_tf_static_qos_profiles())
         first_ns = int(drive.image_stamps_ns[start])
-        tf = bag_io.tf_message(ts, [(LIDAR_FRAME, CAMERA_FRAME, T_velo_cam)], first_ns)
+        static = [(LIDAR_FRAME, CAMERA_FRAME, T_velo_cam)]
+        if oxts is not None:
+            static.append((VEHICLE_FRAME, LIDAR_FRAME,
+                           np.linalg.inv(read_T_velo_imu(drive.date_dir))))
+            topics.append(TF_TOPIC)
+            _write_poses(writer, ts, oxts, drive.image_stamps_ns[start:end], odometry)
+            if odometry:
+                topics.append(ODOMETRY_TOPIC)
+        tf = bag_io.tf_message(ts, static, first_ns)
         writer.write(c_tf, first_ns, ts.serialize_cdr(tf, bag_io.TF_TYPE))
         frames = range(start, end)
         if progress:
@@ -117,11 +143,57 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
                 n_scans += 1
     summary = {'path': os.path.abspath(out_bag), 'storage': storage, 'drive': drive.name,
                'frames': end - start, 'scans': n_scans, 'first_stamp_ns': first_ns,
-               'last_stamp_ns': int(drive.image_stamps_ns[end - 1]),
-               'topics': [IMAGE_TOPIC, CAMERA_INFO_TOPIC, LIDAR_TOPIC, TF_STATIC_TOPIC]}
+               'last_stamp_ns': int(drive.image_stamps_ns[end - 1]), 'topics': topics}
     logger.info('wrote %d frames and %d scans of %s to %s (%s)', summary['frames'], n_scans,
                 drive.name, out_bag, storage)
     return summary
+
+
+def _write_poses(writer, ts, oxts, image_stamps_ns, odometry: bool) -> None:
+    """``/tf`` world -> vehicle (and Odometry) for the OXTS stamps within the frame range."""
+    stamps, T_world_imu = oxts
+    lo, hi = int(image_stamps_ns[0]), int(image_stamps_ns[-1])
+    # one pose before and after the range, so every camera stamp can be interpolated
+    keep = np.nonzero((stamps >= lo) & (stamps <= hi))[0]
+    if keep.size == 0:
+        logger.warning('no OXTS stamp falls inside the frames written; /tf is left out')
+        return
+    keep = np.arange(max(keep[0] - 1, 0), min(keep[-1] + 2, len(stamps)))
+    c_tf = writer.add_connection(TF_TOPIC, bag_io.TF_TYPE, typestore=ts)
+    c_odom = (writer.add_connection(ODOMETRY_TOPIC, ODOMETRY_TYPE, typestore=ts)
+              if odometry else None)
+    t_s = stamps / 1e9
+    v_world = (np.gradient(T_world_imu[:, :3, 3], t_s, axis=0) if len(stamps) > 1
+               else np.zeros((1, 3)))
+    for i in keep:
+        st = int(stamps[i])
+        tf = bag_io.tf_message(ts, [(WORLD_FRAME, VEHICLE_FRAME, T_world_imu[i])], st)
+        writer.write(c_tf, st, ts.serialize_cdr(tf, bag_io.TF_TYPE))
+        if c_odom is not None:
+            v_body = T_world_imu[i, :3, :3].T @ v_world[i]
+            writer.write(c_odom, st, ts.serialize_cdr(
+                _odometry_msg(ts, T_world_imu[i], v_body, st), ODOMETRY_TYPE))
+
+
+def _odometry_msg(ts, T_world_imu: np.ndarray, v_body_mps: np.ndarray, stamp_ns: int):
+    t = ts.types
+    q = bag_io.matrix_to_quaternion(T_world_imu[:3, :3])
+    pose = t['geometry_msgs/msg/Pose'](
+        position=t['geometry_msgs/msg/Point'](x=float(T_world_imu[0, 3]),
+                                              y=float(T_world_imu[1, 3]),
+                                              z=float(T_world_imu[2, 3])),
+        orientation=t['geometry_msgs/msg/Quaternion'](x=q[0], y=q[1], z=q[2], w=q[3]))
+    vec = t['geometry_msgs/msg/Vector3']
+    twist = t['geometry_msgs/msg/Twist'](linear=vec(x=float(v_body_mps[0]),
+                                                    y=float(v_body_mps[1]),
+                                                    z=float(v_body_mps[2])),
+                                         angular=vec(x=0.0, y=0.0, z=0.0))
+    cov = np.zeros(36)
+    return t[ODOMETRY_TYPE](
+        header=bag_io._header(ts, stamp_ns, WORLD_FRAME),
+        child_frame_id=VEHICLE_FRAME,
+        pose=t['geometry_msgs/msg/PoseWithCovariance'](pose=pose, covariance=cov),
+        twist=t['geometry_msgs/msg/TwistWithCovariance'](twist=twist, covariance=cov))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--end', type=int, default=None, help='last frame index (exclusive)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     p.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
+    p.add_argument('--odometry', action='store_true',
+                   help=f'also write the OXTS poses as nav_msgs/Odometry on {ODOMETRY_TOPIC}')
     return p
 
 
@@ -143,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         s = convert_drive(args.drive, args.out, args.storage, args.start, args.end,
-                          overwrite=args.overwrite, progress=not args.no_progress)
+                          overwrite=args.overwrite, progress=not args.no_progress,
+                          odometry=args.odometry)
     except UrcdcDepthError as exc:
         logger.error('%s', exc)
         return 2

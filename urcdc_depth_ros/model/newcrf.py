@@ -191,10 +191,8 @@ class NeWCRF(nn.Module):
         self.proj_v = nn.Conv2d(v_dim, embed_dim, 3, padding=1) if v_dim != embed_dim else None
         self.crf_layer = BasicCRFLayer(embed_dim, depth, num_heads, window_size)
         self.norm_crf = nn.LayerNorm(embed_dim)
-        for m in self.crf_layer.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        # reason: the official NeWCRF keeps PyTorch's default Linear init (no trunc-normal
+        # re-initialisation); it matters when training from scratch
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """x (B, input_dim, h, w), v (B, v_dim, h, w) -> (B, embed_dim, h, w)."""
