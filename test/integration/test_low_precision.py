@@ -125,7 +125,7 @@ def test_int8_runs_in_onnxruntime_and_openvino_close_to_fp32(nano, low_models):
         constant = _rel_dev(np.full_like(ref, ref.mean()), ref)
         for b in backends:
             dev = _rel_dev(b.infer(x)['depth'], ref)
-            assert dev < 0.25 * constant, (b.name, dev, constant)
+            assert dev < 0.5 * constant, (b.name, dev, constant)
 
 
 def _export_int8(tmp_path, calib):
