@@ -88,9 +88,11 @@ class EstimatorConfig:
     """How the :class:`DepthEstimator` maps camera images to the network and back.
 
     Attributes:
-        resize_mode: ``'kb_crop'`` (KITTI-style: bottom rows, horizontally centred crop of the
-            model input size; the image is first resized only if smaller) or ``'resize'``
-            (whole image resized to the model input).
+        resize_mode: ``'auto'`` (resize so that fx equals the model's training focal, then
+            KB-crop where larger than the model input, pad where smaller: right metric scale
+            and the widest view without tuning), ``'kb_crop'`` (KITTI-style: bottom rows,
+            horizontally centred crop of the model input size; the image is first resized only
+            if smaller) or ``'resize'`` (whole image resized to the model input).
         output_resolution: ``'input'`` (depth at the camera image size; pixels outside the
             model's view are NaN) or ``'model'`` (depth at the network size, with matching K).
         rescale_focal: scale depth by ``fx / meta.focal_px`` (metric depth for cameras whose
@@ -103,7 +105,7 @@ class EstimatorConfig:
             takes the model's.
     """
 
-    resize_mode: str = 'kb_crop'
+    resize_mode: str = 'auto'
     output_resolution: str = 'input'
     rescale_focal: bool = True
     flip_tta: bool = False
@@ -111,7 +113,7 @@ class EstimatorConfig:
     min_depth: float | None = None
     max_depth: float | None = None
 
-    RESIZE_MODES = ('kb_crop', 'resize')
+    RESIZE_MODES = ('auto', 'kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')
     UNCERTAINTY_KINDS = ('metres', 'relative', 'confidence')
 
