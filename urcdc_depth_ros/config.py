@@ -137,7 +137,9 @@ class NodeConfig:
     The node declares one parameter per field (plus the ``EstimatorConfig`` fields); YAML files
     only override. Units are in the names: ``_s`` seconds, ``_m`` metres, ``_px`` pixels.
     Zero means "off / not set" for ``fx``..``cy``, ``points_max_range_m``,
-    ``points_max_uncertainty`` and ``colorize_max_depth_m``.
+    ``points_max_uncertainty`` and ``colorize_max_depth_m``. ``cameras`` (empty = one camera
+    on unprefixed topics), ``sync`` (``'latest'`` or ``'stamp'``), ``sync_tolerance_s`` and
+    ``sync_wait_s`` describe a rig (:mod:`urcdc_depth_ros.cameras`).
     """
 
     autostart: bool = True
@@ -165,8 +167,13 @@ class NodeConfig:
     output_reliability: str = 'reliable'
     output_depth: int = 1
     diagnostics_period_s: float = 1.0
+    cameras: tuple[str, ...] = ()
+    sync: str = 'latest'
+    sync_tolerance_s: float = 0.005
+    sync_wait_s: float = 0.05
 
     RELIABILITIES = ('best_effort', 'reliable')
+    SYNC_MODES = ('latest', 'stamp')
 
 
 def replace_known(cls, values: Mapping[str, Any], base=None):
