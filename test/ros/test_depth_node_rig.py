@@ -24,7 +24,7 @@ def model(tmp_path_factory):
 class RigHarness:
     """An in-process multi-camera DepthNode plus a probe node on one executor."""
 
-    def __init__(self, model, ns, cameras, **params):
+    def __init__(self, model, ns, cameras, camera_param=None, **params):
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -36,7 +36,7 @@ class RigHarness:
         self.ctx = Context()
         rclpy.init(context=self.ctx)
         params = dict(dict(model_path=model, autostart=False, input_reliability='reliable',
-                           input_depth=10, cameras=list(cameras) or ['unused']), **params)
+                           input_depth=10, cameras=camera_param or list(cameras)), **params)
         self.node = DepthNode(context=self.ctx, namespace=ns, parameter_overrides=[
             Parameter(k, value=v) for k, v in params.items()])
         self.probe = rclpy.create_node('rig_probe', context=self.ctx)
@@ -95,8 +95,8 @@ class RigHarness:
 def harness(model):
     made = []
 
-    def make(ns, cameras, **params):
-        made.append(RigHarness(model, ns, cameras, **params))
+    def make(ns, cameras, camera_param=None, **params):
+        made.append(RigHarness(model, ns, cameras, camera_param, **params))
         return made[-1]
 
     yield make
@@ -201,7 +201,7 @@ def test_stamp_sync_pairs_frames_within_tolerance_and_drops_the_unmatched(harnes
     ({'cameras': ['a'], 'a.input_reliability': 'sometimes'}, 'a.input_reliability'),
 ])
 def test_bad_rig_configs_fail_configure_naming_the_problem(harness, params, expected):
-    rig = harness('/rig_bad', [], **params)
+    rig = harness('/rig_bad', [], camera_param=params.pop('cameras'), **params)
     with pytest.raises(ValueError, match=expected):
         rig.node._read_config()  # what configure logs before it fails
     assert not rig.configure()
