@@ -205,3 +205,44 @@ def test_bad_rig_configs_fail_configure_naming_the_problem(harness, params, expe
     with pytest.raises(ValueError, match=expected):
         rig.node._read_config()  # what configure logs before it fails
     assert not rig.configure()
+
+
+def test_the_shipped_surround_params_file_configures_a_two_camera_node(model):
+    import os
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from depth_node_helpers import REPO
+    from urcdc_depth_ros.node import DepthNode
+    ctx = Context()
+    rclpy.init(context=ctx)
+    node = DepthNode(context=ctx, cli_args=[
+        '--ros-args', '--params-file', os.path.join(REPO, 'config', 'depth_surround.yaml'),
+        '-p', f'model_path:={model}', '-p', 'autostart:=false'])
+    try:
+        assert node.trigger_configure() == R.SUCCESS
+        cams = {c.name: c.cfg for c in node._cams}
+        assert list(cams) == ['cam_02', 'cam_03'] and node._cfg.sync == 'stamp'
+        assert cams['cam_03'].node.points_stride == 2 and cams['cam_02'].node.points_stride == 1
+        topics = {p.topic_name for p in node._pubs.values()}
+        assert {'/cam_02/depth', '/cam_03/points', '/cam_03/depth/camera_info'} <= topics
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_depth_node_help_lists_every_parameter_and_exits_0():
+    import subprocess
+    import sys
+
+    from urcdc_depth_ros.node import PARAM_DOCS
+    out = subprocess.run([sys.executable, '-m', 'urcdc_depth_ros.node', '--help'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith('depth_node:') and 'usage: depth_node' in out.stdout
+    for name in PARAM_DOCS:
+        assert f'\n  {name} = ' in out.stdout, name
+    assert "resize_mode = 'auto'" in out.stdout and 'cameras = []' in out.stdout
