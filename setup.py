@@ -36,8 +36,8 @@ setup(
             'urcdc-eval = urcdc_training.cli:eval_main',
             'urcdc-export = urcdc_training.export:main',
             'urcdc-synth = urcdc_training.synthetic.cli:main',
-            'urcdc-kitti2bag = urcdc_depth_ros.evaluation.kitti2bag:main',
-            'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval:main',
+            'urcdc-kitti2bag = urcdc_depth_ros.kitti.to_bag:main',
+            'urcdc-bag-eval = urcdc_depth_ros.evaluation.bag_eval_cli:main',
         ],
     },
 )

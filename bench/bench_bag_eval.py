@@ -25,8 +25,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from urcdc_depth_ros.evaluation import bag_io, evaluate_bag  # noqa: E402
-from urcdc_depth_ros.evaluation.kitti2bag import CAMERA_FRAME, convert_drive  # noqa: E402
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive  # noqa: E402
+from urcdc_depth_ros.kitti.to_bag import CAMERA_FRAME, convert_drive  # noqa: E402
+from urcdc_depth_ros.kitti.raw import KittiDrive  # noqa: E402
 from urcdc_training.synthetic import generate_dataset  # noqa: E402
 
 log = logging.getLogger('bench_bag_eval')

@@ -126,7 +126,7 @@ def overview_figure(bag: str, onnx_path: str, params_file: str, path: str) -> st
     from urcdc_depth_ros.config import estimator_config_from_params, load_node_params
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.evaluation import bag_io
-    from urcdc_depth_ros.evaluation.bag_eval import open_bag
+    from urcdc_depth_ros.evaluation.bag_topics import open_bag
     from urcdc_depth_ros.evaluation.report import _plt
     from urcdc_depth_ros.pointcloud import depth_to_points
 
@@ -188,7 +188,7 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
     from urcdc_depth_ros.config import estimator_config_from_params, load_node_params
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.evaluation import evaluate_bag
-    from urcdc_depth_ros.evaluation.kitti2bag import convert_drive
+    from urcdc_depth_ros.kitti.to_bag import convert_drive
     from urcdc_depth_ros.evaluation.replay import replay_and_evaluate
 
     from .cli import eval_main, train_main

@@ -32,7 +32,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from urcdc_depth_ros.config import ModelMeta
-from urcdc_depth_ros.errors import CheckpointError, ConfigError, DataError, UrcdcDepthError
+from urcdc_depth_ros.errors import (CheckpointError, ConfigError, DataError,
+                                    TrainingDivergedError)
 from urcdc_depth_ros.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
 from . import losses as L
@@ -41,10 +42,6 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 CKPT_PATTERN = re.compile(r'^ckpt_step(\d+)\.pt$')
-
-
-class TrainingDivergedError(UrcdcDepthError, RuntimeError):
-    """A loss became NaN/inf; training stopped and the last good checkpoint was kept."""
 
 
 # --- schedule ------------------------------------------------------------------------------

@@ -23,3 +23,11 @@ class InputError(UrcdcDepthError, ValueError):
 
 class DataError(UrcdcDepthError):
     """A data set, split file or bag is missing, malformed or unreadable."""
+
+
+class NodeError(UrcdcDepthError, RuntimeError):
+    """The ROS node under replay did not start, stopped subscribing, or died."""
+
+
+class TrainingDivergedError(UrcdcDepthError, RuntimeError):
+    """A loss became NaN/inf; training stopped and the last good checkpoint was kept."""

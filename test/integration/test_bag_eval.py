@@ -11,10 +11,10 @@ import pytest
 from fixtures.tiny_kitti import make_tiny_drive, write_depth_bag
 
 from urcdc_depth_ros.errors import ConfigError, DataError
-from urcdc_depth_ros.evaluation import bag_eval, bag_io, evaluate_bag
-from urcdc_depth_ros.evaluation.kitti2bag import CAMERA_INFO_TOPIC, convert_drive
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
-from urcdc_depth_ros.kitti_calib import KittiCalib
+from urcdc_depth_ros.evaluation import bag_eval_cli, bag_io, evaluate_bag
+from urcdc_depth_ros.kitti.to_bag import CAMERA_INFO_TOPIC, convert_drive
+from urcdc_depth_ros.kitti.raw import KittiDrive
+from urcdc_depth_ros.kitti.calib import KittiCalib
 
 FRAMES = 4
 
@@ -178,8 +178,9 @@ def test_exactly_one_mode_must_be_chosen(data):
 
 def test_cli_writes_json_csv_markdown_and_self_contained_html(data, tmp_path):
     out = tmp_path / 'report'
-    rc = bag_eval.main([data.mcap, data.oracle, '--depth-topic', '/depth', '--uncertainty-topic',
-                        '/uncertainty', '--out', str(out), '--crop', 'none', '--panels', '1'])
+    rc = bag_eval_cli.main([data.mcap, data.oracle, '--depth-topic', '/depth',
+                            '--uncertainty-topic', '/uncertainty', '--out', str(out),
+                            '--crop', 'none', '--panels', '1'])
     assert rc == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['metrics']['abs_rel'] < 1e-5
@@ -194,7 +195,7 @@ def test_cli_writes_json_csv_markdown_and_self_contained_html(data, tmp_path):
                  'fig_calibration', 'fig_latency', 'fig_sample_0'):
         assert (out / f'{name}.png').stat().st_size > 5000
         assert f'{name}.png' in (out / 'report.md').read_text()
-    assert bag_eval.main([data.mcap, '--depth-topic', '/depth', '--out', str(out)]) == 2
+    assert bag_eval_cli.main([data.mcap, '--depth-topic', '/depth', '--out', str(out)]) == 2
 
 
 def test_cli_compare_shows_an_earlier_run_beside_this_one(data, tmp_path):
@@ -204,10 +205,10 @@ def test_cli_compare_shows_an_earlier_run_beside_this_one(data, tmp_path):
                             data.calib.K)
     args = ['--depth-topic', '/depth', '--uncertainty-topic', '/uncertainty', '--crop', 'none',
             '--panels', '0']
-    assert bag_eval.main([data.mcap, worse, '--out', str(base)] + args) == 0
+    assert bag_eval_cli.main([data.mcap, worse, '--out', str(base)] + args) == 0
     out = tmp_path / 'new'
-    assert bag_eval.main([data.mcap, data.oracle, '--out', str(out), '--compare',
-                          f'worse={base / "metrics.json"}'] + args) == 0
+    assert bag_eval_cli.main([data.mcap, data.oracle, '--out', str(out), '--compare',
+                              f'worse={base / "metrics.json"}'] + args) == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['baselines']['worse']['abs_rel'] == pytest.approx(0.3, abs=1e-3)
     md = (out / 'report.md').read_text()
@@ -216,11 +217,11 @@ def test_cli_compare_shows_an_earlier_run_beside_this_one(data, tmp_path):
     assert 'Compared with' in (out / 'report.html').read_text()
     # a bad --compare is a clear configuration error, before any work
     for spec in ('no-equals-sign', f'x={tmp_path / "missing.json"}', f'x={out / "report.md"}'):
-        assert bag_eval.main([data.mcap, data.oracle, '--out', str(tmp_path / 'bad'),
-                              '--compare', spec] + args) == 2
+        assert bag_eval_cli.main([data.mcap, data.oracle, '--out', str(tmp_path / 'bad'),
+                                  '--compare', spec] + args) == 2
 
 
 def test_replay_of_two_bags_is_refused_naming_them(data, tmp_path, caplog):
-    assert bag_eval.main([data.mcap, data.oracle, '--replay', '--model', 'm.onnx', '--out',
-                          str(tmp_path / 'r')]) == 2
+    assert bag_eval_cli.main([data.mcap, data.oracle, '--replay', '--model', 'm.onnx', '--out',
+                              str(tmp_path / 'r')]) == 2
     assert 'plays one bag' in caplog.text

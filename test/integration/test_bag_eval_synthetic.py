@@ -9,9 +9,9 @@ import pytest
 from fixtures.tiny_kitti import write_depth_bag
 
 from urcdc_depth_ros.evaluation import evaluate_bag
-from urcdc_depth_ros.evaluation.kitti2bag import convert_drive
-from urcdc_depth_ros.evaluation.kitti_raw import KittiDrive
-from urcdc_depth_ros.kitti_calib import velodyne_to_depth
+from urcdc_depth_ros.kitti.to_bag import convert_drive
+from urcdc_depth_ros.kitti.raw import KittiDrive
+from urcdc_depth_ros.kitti.calib import velodyne_to_depth
 
 synthetic = pytest.importorskip('urcdc_training.synthetic')
 W, H, FRAMES = 320, 96, 3

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from urcdc_depth_ros.errors import DataError
-from urcdc_depth_ros.kitti_calib import (KittiCalib, project_to_depth, read_calib_file,
+from urcdc_depth_ros.kitti.calib import (KittiCalib, project_to_depth, read_calib_file,
                                          transform_points, velodyne_to_depth)
 
 

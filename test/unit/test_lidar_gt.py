@@ -4,7 +4,7 @@ import pytest
 
 from urcdc_depth_ros.errors import DataError
 from urcdc_depth_ros.evaluation import bag_io
-from urcdc_depth_ros.evaluation.kitti_raw import parse_kitti_stamp_ns
+from urcdc_depth_ros.kitti.raw import parse_kitti_stamp_ns
 from urcdc_depth_ros.evaluation.lidar_gt import lidar_depth, scale_intrinsics
 
 TS = bag_io.get_ros2_typestore()

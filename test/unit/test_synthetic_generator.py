@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from urcdc_depth_ros.errors import ConfigError
-from urcdc_depth_ros.kitti_calib import KittiCalib, velodyne_to_depth
+from urcdc_depth_ros.kitti.calib import KittiCalib, velodyne_to_depth
 from urcdc_training.synthetic import encode_depth_png, generate_dataset
 from urcdc_training.synthetic.cli import main as synth_main
 from urcdc_training.synthetic.lidar import scan

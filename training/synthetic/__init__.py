@@ -23,7 +23,7 @@ building facades with windows, cars, poles, trees, sky) by analytic ray casting 
       synthetic_info.json                   # the DatasetInfo fields and generator settings
 
 Depth PNGs are uint16 metres x 256 with 0 = no data. The annotated GT is the single LiDAR sweep
-of that frame projected into image_02 (``kitti_calib.velodyne_to_depth``; sparser than KITTI's
+of that frame projected into image_02 (``kitti.calib.velodyne_to_depth``; sparser than KITTI's
 11-frame accumulation). ``dense_depth`` is the exact per-pixel z-depth of the rendered image
 (0 = sky or beyond 255.99 m), an extra for oracle tests. Split lines read
 ``DATE/DRIVE/image_02/data/N.png DRIVE/proj_depth/groundtruth/image_02/N.png FX`` with FX the

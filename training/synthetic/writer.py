@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from urcdc_depth_ros.errors import ConfigError
-from urcdc_depth_ros.kitti_calib import KittiCalib, velodyne_to_depth
+from urcdc_depth_ros.kitti.calib import KittiCalib, velodyne_to_depth
 
 from .lidar import scan
 from .scene import CameraRays, StreetScene, make_street_scene, render_camera

@@ -2,7 +2,7 @@
 
 Chain: cloud points (LiDAR frame, metres) --``T_cam_lidar`` from the bag's TF--> camera
 optical frame (x right, y down, z forward) --intrinsics--> pixels; where several returns land
-on one pixel the nearest is kept (:func:`urcdc_depth_ros.kitti_calib.project_to_depth`).
+on one pixel the nearest is kept (:func:`urcdc_depth_ros.kitti.calib.project_to_depth`).
 
 Stereo offset rule (``tx_mode``): a CameraInfo ``P`` may carry ``Tx = -fx' * B`` (and ``Ty``)
 for the second camera of a rectified stereo pair. That offset and the TF describe the same
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kitti_calib import points_to_depth
+from ..kitti.calib import points_to_depth
 
 TX_MODES = ('auto', 'tf', 'apply')
 

@@ -29,7 +29,6 @@ This is the only evaluation module that imports rclpy (inside the functions).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -43,11 +42,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, NodeError
 from . import bag_io
-from .bag_eval import _camera_info_for, _pick, _require, bag_topics, evaluate_bag, open_bag
+from .bag_eval import evaluate_bag
+from .bag_topics import (IMAGE_PREFER, bag_topics, camera_info_topic_for, open_bag, pick_topic,
+                         require_topic)
+from .report import write_metrics_json
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 OUTPUTS = {'depth': bag_io.IMAGE_TYPE, 'uncertainty': bag_io.IMAGE_TYPE,
            'depth/camera_info': bag_io.CAMERA_INFO_TYPE}
@@ -107,8 +109,8 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
     Returns:
         summary: frames sent, depth frames received, dropped, node log path, out_bag.
     Raises:
-        DataError for an unusable bag; UrcdcDepthError subclasses / RuntimeError when the
-        node does not start or dies.
+        DataError: an unusable bag, or the node published no depth at all.
+        NodeError: the node does not start, does not subscribe in time, or dies.
     """
     if rate not in RATES:
         raise ConfigError(f'rate={rate!r} is not one of {list(RATES)}')
@@ -122,11 +124,11 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
     reader = open_bag([bag_path])
     try:
         topics = bag_topics(reader)
-        image_topic = (_require(topics, image_topic, bag_io.IMAGE_TYPE, '--image-topic')
+        image_topic = (require_topic(topics, image_topic, bag_io.IMAGE_TYPE, '--image-topic')
                        if image_topic else
-                       _pick(topics, bag_io.IMAGE_TYPE, 'camera image', '--image-topic',
-                             prefer=('image_raw', 'image_rect', 'image')))
-        camera_info_topic = camera_info_topic or _camera_info_for(topics, image_topic)
+                       pick_topic(topics, bag_io.IMAGE_TYPE, 'camera image', '--image-topic',
+                                  prefer=IMAGE_PREFER))
+        camera_info_topic = camera_info_topic or camera_info_topic_for(topics, image_topic)
         if camera_info_topic is None:
             raise DataError(f'no camera_info beside {image_topic!r}; topics present: {topics}')
         ts = bag_io.get_ros2_typestore()
@@ -151,7 +153,7 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
             shutil.rmtree(out_bag)
         log_path = f'{out_bag}.node.log'
         cmd = _node_command(node_cmd, params_file, model_path, namespace)
-        LOG.info('starting node: %s', shlex.join(cmd))
+        logger.info('starting node: %s', shlex.join(cmd))
         log_f = open(log_path, 'w')
         proc = subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -180,15 +182,15 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
             deadline = time.monotonic() + startup_timeout_s
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
-                    raise RuntimeError(f'the node exited with status {proc.returncode} during '
-                                       f'start-up; see {log_path}')
+                    raise NodeError(f'the node exited with status {proc.returncode} during '
+                                    f'start-up; see {log_path}')
                 if (pub_img.get_subscription_count() and pub_info.get_subscription_count()
                         and all(node.count_publishers(s.topic_name) for s in subs[:1])):
                     break
                 executor.spin_once(timeout_sec=0.1)
             else:
-                raise RuntimeError(f'the node did not subscribe to {namespace}/image within '
-                                   f'{startup_timeout_s:g} s; see {log_path}')
+                raise NodeError(f'the node did not subscribe to {namespace}/image within '
+                                f'{startup_timeout_s:g} s; see {log_path}')
             executor.spin_once(timeout_sec=0.5)  # let discovery settle both ways
             prev_log = prev_wall = None
             for conn, log_ns, raw in reader.messages(connections=img_conns):
@@ -213,8 +215,8 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
                     while time.monotonic() < end and not any(
                             s == st for _, s, _ in received['depth']):
                         if proc.poll() is not None:
-                            raise RuntimeError(f'the node died (status {proc.returncode}); '
-                                               f'see {log_path}')
+                            raise NodeError(f'the node died (status {proc.returncode}); '
+                                            f'see {log_path}')
                         executor.spin_once(timeout_sec=0.02)
             end = time.monotonic() + (2.0 if rate == 'max' else frame_timeout_s)
             while time.monotonic() < end and len({s for _, s, _ in received['depth']}) < sent:
@@ -247,7 +249,7 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
     summary = {'out_bag': str(out_bag), 'sent': sent, 'depth_received': got,
                'dropped': sent - got, 'node_log': log_path, 'rate': rate,
                'image_topic': image_topic, 'camera_info_topic': camera_info_topic}
-    LOG.info('replay: %d images sent, %d depth frames recorded into %s', sent, got, out_bag)
+    logger.info('replay: %d images sent, %d depth frames recorded into %s', sent, got, out_bag)
     if got == 0:
         raise DataError(f'the node published no depth for {sent} images; see {log_path}')
     return summary
@@ -273,9 +275,7 @@ def replay_and_evaluate(bag_path: str | os.PathLike, out_dir: str | os.PathLike,
                           uncertainty_topic='/uncertainty',
                           depth_camera_info_topic='/depth/camera_info', **eval_kw)
     result['replay'] = summary
-    from .report import _clean
-    with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
-        json.dump(_clean(result), f, indent=2, allow_nan=False)
+    write_metrics_json(os.path.join(out_dir, 'metrics.json'), result)
     return result
 
 

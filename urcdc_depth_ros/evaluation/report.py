@@ -30,14 +30,14 @@ CSV_COLUMNS = ['index', 'stamp_ns', 'status', 'reason', 'lidar_dt_ms', 'n', 'cov
 ACCENT = '#1f6feb'
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
         return f if math.isfinite(f) else None
@@ -54,14 +54,19 @@ def _fmt(v: Any, nd: int = 4) -> str:
     return f'{v:.{nd}f}'
 
 
+def write_metrics_json(path: str | os.PathLike, result: dict) -> None:
+    """Write ``result`` as metrics.json (NaN/inf as null, strict JSON)."""
+    with open(path, 'w') as f:
+        json.dump(json_safe(result), f, indent=2, allow_nan=False)
+
+
 def write_outputs(out_dir: str | os.PathLike, result: dict, series: dict) -> dict[str, str]:
     """Write every output file of one evaluation; returns {name: path}."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {'metrics': os.path.join(out_dir, 'metrics.json'),
              'per_frame': os.path.join(out_dir, 'per_frame.csv')}
-    with open(paths['metrics'], 'w') as f:
-        json.dump(_clean(result), f, indent=2, allow_nan=False)
+    write_metrics_json(paths['metrics'], result)
     _write_csv(paths['per_frame'], series['frames'], result['mode'])
     figs = make_figures(out_dir, result, series)
     paths.update(figs)

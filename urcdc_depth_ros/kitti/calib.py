@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 # KITTI 2011_09_26 calibration (KITTI raw devkit), the generator's default camera.
 KITTI_2011_09_26 = {

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from ..errors import DataError
-from ..kitti_calib import KittiCalib
+from .calib import KittiCalib
 
 
 def parse_kitti_stamp_ns(text: str) -> int:

@@ -27,8 +27,8 @@ import sys
 import numpy as np
 
 from ..errors import DataError, UrcdcDepthError
-from . import bag_io
-from .kitti_raw import KittiDrive
+from ..evaluation import bag_io
+from .raw import KittiDrive
 
 LOG = logging.getLogger(__name__)
 
