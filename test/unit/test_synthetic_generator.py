@@ -159,8 +159,9 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     c = generate_dataset(str(tmp_path / 'c'), seed=2, **kw)
     files = sorted(os.path.relpath(os.path.join(d, f), a.out_dir)
                    for d, _, names in os.walk(a.out_dir) for f in names)
-    # 3 calib + info + 2 splits; per drive 4 timestamps; per frame image, scan, dense, GT.
-    assert len(files) == 6 + 2 * 4 + 2 * 2 * 4
+    # 3 calib + info + 2 splits; per drive 5 timestamps; per frame image_02, image_03, scan,
+    # dense, GT.
+    assert len(files) == 6 + 2 * 5 + 2 * 2 * 5
     for rel in files:
         if rel != 'synthetic_info.json':  # holds the output paths
             assert filecmp.cmp(os.path.join(a.out_dir, rel), os.path.join(b.out_dir, rel),
