@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument('--depth-topic', help='mode (b): recorded depth topic (32FC1 m)')
     p.add_argument('--backend', default='onnxruntime', help='inference backend for --model')
     p.add_argument('--uncertainty-topic', help='mode (b): recorded uncertainty topic')
-    p.add_argument('--image-topic', help='camera image topic (auto when unique)')
+    p.add_argument('--image-topic', action='append', default=None,
+                   help='camera image topic (auto when unique); repeat it to score each '
+                        'camera of a rig (--model): one report per camera and cameras.md')
     p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
     p.add_argument('--depth-camera-info-topic', help='mode (b): camera_info of the depth')
     p.add_argument('--lidar-topic', help='PointCloud2 topic (auto when unique)')
@@ -69,12 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success, 2 on a data/config error (message logged)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    kw = dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+    image_topics = args.image_topic or [None]
+    kw = dict(image_topic=image_topics[0], camera_info_topic=args.camera_info_topic,
               lidar_topic=args.lidar_topic, tolerance_ms=args.tolerance_ms,
               min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
               tx_mode=args.tx_mode, max_frames=args.max_frames, n_panels=args.panels)
     try:
         kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
+        if len(image_topics) > 1 and (args.replay or not args.model
+                                      or args.camera_info_topic):
+            raise ConfigError('several --image-topic need --model (mode a) and no '
+                              '--camera-info-topic (each camera\'s is found beside its image)')
         if args.replay:
             if len(args.bags) > 1:
                 raise ConfigError(f'--replay plays one bag, got {len(args.bags)}: '
@@ -90,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             params['flip_tta'] = args.flip_tta or params.get('flip_tta', False)
             est = DepthEstimator.from_model(args.model, backend=args.backend,
                                             config=estimator_config_from_params(params))
+            if len(image_topics) > 1:
+                from .per_camera import evaluate_cameras
+                kw.pop('image_topic')
+                evaluate_cameras(args.bags, args.out, image_topics, estimator=est, **kw)
+                logger.info('one row per camera in %s', os.path.join(args.out, 'cameras.md'))
+                return 0
             result = evaluate_bag(args.bags, args.out, estimator=est, **kw)
         elif args.depth_topic:
             result = evaluate_bag(args.bags, args.out, depth_topic=args.depth_topic,
