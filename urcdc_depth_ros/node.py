@@ -142,7 +142,7 @@ class _Camera:
 
     @property
     def name(self) -> str:
-        """Camera name ('' for the single-camera node)."""
+        """The camera's name, '' for the single-camera node."""
         return self.cfg.name
 
 
@@ -505,8 +505,10 @@ class DepthNode(LifecycleNode):
     # ---------------------------------------------------------------- worker
     def _match_camera_info(self, cam: _Camera, stamp_ns: int,
                            deadline: float) -> Optional[ros_io.CameraModel]:
-        """Camera info with the same stamp, else the nearest within the tolerance; may wait
-        until ``deadline`` (time.monotonic(), shared by the cameras of a batch)."""
+        """Camera info with the same stamp, else the nearest within the tolerance.
+
+        May wait until ``deadline`` (time.monotonic(), shared by the cameras of a batch).
+        """
         tol_ns = int(cam.cfg.node.camera_info_tolerance_s * 1e9)
 
         def best() -> Optional[ros_io.CameraModel]:

@@ -196,8 +196,10 @@ def view_fraction(geom: Geometry) -> float:
 
 
 def window_overlap(geom: Geometry) -> tuple[slice, slice, slice, slice]:
-    """Slices ``(rows, cols)`` of the resized image and ``(rows, cols)`` of the network window
-    that hold the same pixels (the whole window unless the image is padded)."""
+    """Slices (rows, cols) of the resized image and (rows, cols) of the window: same pixels.
+
+    The whole window unless the image is padded (``auto`` on a small image).
+    """
     Hs, Ws = geom.scaled_size
     h, w = geom.model_size
     t, left = geom.crop_top, geom.crop_left

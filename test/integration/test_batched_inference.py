@@ -59,8 +59,8 @@ class CountingBackend:
         self.inner.close()
 
 
-@pytest.mark.parametrize('which,flip_tta', [('onnx_dynamic', False), ('onnx_fixed', False),
-                                             ('torch', False), ('onnx_dynamic', True)])
+@pytest.mark.parametrize('which,flip_tta', [
+    ('onnx_dynamic', False), ('onnx_fixed', False), ('torch', False), ('onnx_dynamic', True)])
 def test_a_batch_equals_one_call_per_camera(models, which, flip_tta):
     path, backend = models[which]
     cfg = EstimatorConfig(flip_tta=flip_tta)

@@ -109,8 +109,8 @@ def _frames():
             for i, (cam, (h, w, fx)) in enumerate(CAMS.items())}
 
 
-def test_three_cameras_share_one_batch_and_each_gets_its_own_depth_header_and_K(harness,
-                                                                                 model):
+def test_three_cameras_share_one_batch_and_each_get_their_own_depth_header_and_K(
+        harness, model):
     from urcdc_depth_ros.config import EstimatorConfig
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.ros_io import image_to_numpy

@@ -52,10 +52,14 @@ def _param_args(tree) -> set:
 def _launch_function(name: str):
     """``name`` from the launch file, compiled alone (launch itself does not import here)."""
     tree = _tree(LAUNCH)
-    keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-            and not getattr(n, 'module', '') or (isinstance(n, ast.FunctionDef)
-                                                  and n.name in (name, '_typed'))
-            or _assigns(n, 'PARAM_ARGS') or _assigns(n, 'RVIZ_CONFIG')]
+
+    def wanted(n) -> bool:
+        if isinstance(n, ast.Import):  # os, shutil; not launch (absent here)
+            return True
+        if isinstance(n, ast.FunctionDef):
+            return n.name in (name, '_typed')
+        return _assigns(n, 'PARAM_ARGS') or _assigns(n, 'RVIZ_CONFIG')
+    keep = [n for n in tree.body if wanted(n)]
     namespace: dict = {}
     exec(compile(ast.Module(body=keep, type_ignores=[]), LAUNCH, 'exec'), namespace)
     return namespace[name]

@@ -22,8 +22,10 @@ ROW_METRICS = ('abs_rel', 'rms', 'd1', 'coverage')
 
 
 def camera_label(image_topic: str) -> str:
-    """A folder-safe camera name from its image topic (``/kitti/camera_color_left/image_raw``
-    -> ``kitti_camera_color_left``)."""
+    """A folder-safe camera name from its image topic.
+
+    ``/kitti/camera_color_left/image_raw`` -> ``kitti_camera_color_left``.
+    """
     return namespace_of(image_topic).strip('/').replace('/', '_') or 'camera'
 
 
