@@ -14,7 +14,25 @@ from typing import Generic, Optional, Sequence, TypeVar
 T = TypeVar('T')
 
 
-class LatestSlot(Generic[T]):
+class _Closable:
+    """``close`` / ``reopen`` of a buffer guarded by ``self._cond`` and ``self._closed``."""
+
+    _cond: threading.Condition
+    _closed: bool
+
+    def close(self) -> None:
+        """Wake every waiting taker (it returns nothing); further takes return at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Undo :meth:`close` so the buffer can be used by a new worker."""
+        with self._cond:
+            self._closed = False
+
+
+class LatestSlot(_Closable, Generic[T]):
     """Thread-safe single-item slot that keeps only the newest item.
 
     Attributes:
@@ -60,17 +78,6 @@ class LatestSlot(Generic[T]):
         with self._cond:
             self._item, self._has_item = None, False
 
-    def close(self) -> None:
-        """Wake every waiting :meth:`take` (it returns None); further takes return at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def reopen(self) -> None:
-        """Undo :meth:`close` so the slot can be used by a new worker."""
-        with self._cond:
-            self._closed = False
-
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (and not undone)."""
@@ -93,7 +100,7 @@ class RigBatch(Generic[T]):
     timed_out: bool = False
 
 
-class RigSlots(Generic[T]):
+class RigSlots(_Closable, Generic[T]):
     """One latest-item slot per camera, taken together by one worker.
 
     ``sync='latest'``: :meth:`take_batch` returns every camera that holds an item, as soon as
@@ -161,17 +168,6 @@ class RigSlots(Generic[T]):
         """Forget waiting items without counting them (e.g. on deactivate)."""
         with self._cond:
             self._items.clear()
-
-    def close(self) -> None:
-        """Wake the waiting :meth:`take_batch` (it returns an empty batch)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def reopen(self) -> None:
-        """Undo :meth:`close`."""
-        with self._cond:
-            self._closed = False
 
 
 __all__ = ['LatestSlot', 'RigBatch', 'RigSlots']
