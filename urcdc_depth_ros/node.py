@@ -358,11 +358,13 @@ class DepthNode(LifecycleNode):
             return
         share = view_fraction(geom)
         if share < 0.5:
+            fix = ("use resize_mode 'auto' (or 'resize')" if cam.cfg.resize_mode == 'kb_crop'
+                   else "check fx against the model's training focal, use resize_mode "
+                        "'resize'")
             self.get_logger().warning(
                 f'{cam.cfg.label}: the network sees {share:.0%} of the {image_hw[1]}x'
                 f'{image_hw[0]} image ({source}) with resize_mode={cam.cfg.resize_mode!r}; '
-                "the rest is NaN. Use resize_mode 'auto' (or 'resize'), or a model trained at "
-                'this resolution')
+                f'the rest is NaN: {fix}, or use a model trained for this camera')
 
     def _warn_narrow_view_from_fallback(self, cam: _Camera) -> None:
         """At configure: judge the view on the image size the fallback cx, cy imply."""
