@@ -314,7 +314,6 @@ class DepthNode(LifecycleNode):
             self._estimator = None
             return TransitionCallbackReturn.FAILURE
         self._cfg, self._est_cfg = cfg, est_cfg
-        self.stats = NodeStats()
         self.batch_sizes.clear()
         self.sync_timeouts = 0
         self._cams = [_Camera(c, self.stats if not c.name else NodeStats()) for c in rig]
