@@ -122,7 +122,7 @@ class DepthEstimator:
         Images may differ in size and intrinsics: each is mapped to the network input by its
         own geometry (``resize_modes[i]``, None = the config's), so result ``i`` is what
         :meth:`estimate` gives for image ``i`` alone. ``timings_ms['backend']`` is the time of
-        the shared call; ``timings_ms['batch']`` the batch size.
+        the shared call, ``'preprocess'`` the batch's share per image.
 
         Raises:
             InputError: a malformed image or K (the whole batch; check inputs beforehand or
@@ -154,8 +154,7 @@ class DepthEstimator:
             results.append(DepthResult(
                 depth_m=depth_m, uncertainty=unc, confidence=conf_i, K=K_out,
                 timings_ms={'preprocess': (t1 - t0) * 1e3 / n, 'backend': (t2 - t1) * 1e3,
-                            'postprocess': (time.perf_counter() - t_post) * 1e3,
-                            'batch': float(n)}))
+                            'postprocess': (time.perf_counter() - t_post) * 1e3}))
         return results
 
     def close(self) -> None:

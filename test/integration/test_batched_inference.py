@@ -80,7 +80,6 @@ def test_a_batch_equals_one_call_per_camera(models, which, flip_tta):
         np.testing.assert_allclose(res.uncertainty, alone.uncertainty, rtol=1e-3, atol=1e-4,
                                    equal_nan=True)
         np.testing.assert_allclose(res.K, Ks[i])
-        assert res.timings_ms['batch'] == 3
     # the three cameras really differ (not one map copied three times)
     assert len({round(float(np.nanmean(r.depth_m)), 4) for r in batched}) == 3
     est.close()
