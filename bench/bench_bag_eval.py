@@ -29,7 +29,7 @@ from urcdc_depth_ros.kitti.to_bag import CAMERA_FRAME, convert_drive  # noqa: E4
 from urcdc_depth_ros.kitti.raw import KittiDrive  # noqa: E402
 from urcdc_training.synthetic import generate_dataset  # noqa: E402
 
-log = logging.getLogger('bench_bag_eval')
+logger = logging.getLogger(__name__)
 TARGET_MS = 20.0
 
 

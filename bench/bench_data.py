@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from urcdc_training.datasets import DataConfig, build_dataset  # noqa: E402
 from urcdc_training.synthetic import generate_dataset  # noqa: E402
 
-log = logging.getLogger('bench_data')
+logger = logging.getLogger(__name__)
 
 
 def bench_generator(out: str, frames: int) -> tuple[float, float, object]:

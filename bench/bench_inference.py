@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from urcdc_depth_ros.config import EstimatorConfig  # noqa: E402
 from urcdc_depth_ros.estimator import DepthEstimator  # noqa: E402
+from urcdc_depth_ros.kitti.calib import KittiCalib  # noqa: E402
 
 H, W = 352, 1216          # network input (KITTI benchmark crop)
 CAM_H, CAM_W = 375, 1242  # camera image
@@ -37,8 +38,7 @@ def camera_image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:CAM_H, 0:CAM_W].astype(np.float32)
     img = np.stack([xx / CAM_W, yy / CAM_H, 0.5 + 0.5 * np.sin(xx / 13 + yy / 9)], -1) * 200
     img = (img + rng.uniform(0, 55, img.shape)).clip(0, 255).astype(np.uint8)
-    K = np.array([[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]])
-    return img, K
+    return img, KittiCalib.default().K
 
 
 def time_estimators(estimators: dict[str, DepthEstimator], runs: int) -> dict[str, dict]:

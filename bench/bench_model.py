@@ -8,7 +8,7 @@ that configuration's peak resident memory (model build included). Rows:
   and ``u1``), under ``torch.inference_mode``;
 * ``both`` - eval with the CNN branch forced on (what the official evaluation computes).
 
-DESIGN.md section 7 gives the official cost on a 2-core CPU at 1x3x352x1216 (both branches):
+docs/method.md §7 gives the official cost on a 2-core CPU at 1x3x352x1216 (both branches):
 large07 about 10 s, tiny07 about 5 s. With CUDA, FP32 and FP16 rows are added.
 ``--quick`` runs nano07 and tiny07 once each.
 """
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-OFFICIAL_CPU_S = {'large07': 10.0, 'tiny07': 5.0}  # DESIGN.md section 7, both branches
+OFFICIAL_CPU_S = {'large07': 10.0, 'tiny07': 5.0}  # docs/method.md §7, both branches
 
 
 def worker(args: argparse.Namespace) -> dict:

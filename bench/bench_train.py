@@ -23,13 +23,16 @@ import time
 
 import torch
 
-log = logging.getLogger('bench_train')
+from urcdc_depth_ros.config import KITTI_FOCAL_PX, KITTI_MAX_DEPTH_M
+
+logger = logging.getLogger(__name__)
 
 
 class RandomDepthSet(torch.utils.data.Dataset):
     """Random normalised images and depth maps (metres), all in memory."""
 
-    def __init__(self, n: int, height: int, width: int, max_depth: float = 80.0) -> None:
+    def __init__(self, n: int, height: int, width: int,
+                 max_depth: float = KITTI_MAX_DEPTH_M) -> None:
         gen = torch.Generator().manual_seed(0)
         self.images = torch.randn(n, 3, height, width, generator=gen)
         self.depths = torch.rand(n, 1, height, width, generator=gen) * (max_depth - 2) + 1.5
@@ -38,7 +41,7 @@ class RandomDepthSet(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        return {'image': self.images[i], 'depth': self.depths[i], 'focal': 721.5377}
+        return {'image': self.images[i], 'depth': self.depths[i], 'focal': KITTI_FOCAL_PX}
 
 
 def _config(variant: str, height: int, width: int, batch: int, amp: str, device: str,

@@ -27,3 +27,12 @@ def test_package_xml_exec_depends_cover_the_node_imports():
 def test_package_xml_version_matches_setup_py():
     with open(os.path.join(ROOT, 'setup.py')) as f:
         assert f"version='{_manifest().findtext('version')}'" in f.read()
+
+
+def test_changelog_is_ros_style_and_its_newest_release_is_the_package_version():
+    with open(os.path.join(ROOT, 'CHANGELOG.rst')) as f:
+        lines = f.read().splitlines()
+    assert lines[1] == 'Changelog for package urcdc_depth_ros'
+    releases = [lines[i].split()[0] for i in range(3, len(lines) - 1)
+                if lines[i + 1].startswith('---') and lines[i] != 'Forthcoming']
+    assert releases and releases[0] == _manifest().findtext('version')

@@ -4,13 +4,13 @@ Images are (H, W, 3) float32 RGB in [0, 1]; depth maps are (H, W) float32 metres
 Every function that draws random numbers takes an ``np.random.Generator``; the loaders create one
 per sample (from the seed, the epoch and the index), so a sample's augmentation is reproducible.
 
-Order (URCDC-Depth / BTS, DESIGN.md section 2 and 4): random rotation -> random crop -> CutFlip ->
+Order (URCDC-Depth / BTS, docs/method.md §2 and §4): random rotation -> random crop -> CutFlip ->
 horizontal flip -> colour (gamma, brightness, per-channel gain, clip), composed by
 :class:`TrainAugmentation`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -71,9 +71,13 @@ def hflip(image, depth):
     return image[:, ::-1], depth[:, ::-1]
 
 
-def color_augment(image, rng: np.random.Generator, gamma_range=(0.9, 1.1),
-                  brightness_range=(0.9, 1.1), gain_range=(0.9, 1.1)):
-    """Gamma, brightness and per-channel gain drawn uniformly from the ranges; clip to [0, 1]."""
+def color_augment(image, rng: np.random.Generator, gamma_range: tuple[float, float],
+                  brightness_range: tuple[float, float], gain_range: tuple[float, float]):
+    """Gamma, brightness and per-channel gain drawn uniformly from the ranges; clip to [0, 1].
+
+    The ranges have no defaults here: they are ``DataConfig``'s (brightness depends on the
+    data set), passed through :class:`AugmentationParams`.
+    """
     gamma = rng.uniform(*gamma_range)
     brightness = rng.uniform(*brightness_range)
     gains = rng.uniform(*gain_range, size=3).astype(np.float32)
@@ -81,20 +85,35 @@ def color_augment(image, rng: np.random.Generator, gamma_range=(0.9, 1.1),
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AugmentationParams:
-    """What :class:`TrainAugmentation` does; built from a ``DataConfig`` by ``from_config``."""
+    """What :class:`TrainAugmentation` does: the augmentation fields of a ``DataConfig``.
+
+    No defaults of its own: :meth:`from_config` takes every field by name from a
+    ``DataConfig`` (the single source of the defaults), with ``brightness_range`` resolved to
+    the data set's value when unset.
+    """
 
     input_height: int
     input_width: int
-    do_random_rotate: bool = True
-    degree: float = 1.0
-    cutflip_prob: float = 0.5
-    flip_prob: float = 0.5
-    color_aug_prob: float = 0.5
-    gamma_range: tuple[float, float] = (0.9, 1.1)
-    brightness_range: tuple[float, float] = (0.9, 1.1)
-    gain_range: tuple[float, float] = (0.9, 1.1)
+    do_random_rotate: bool
+    degree: float
+    cutflip_prob: float
+    flip_prob: float
+    color_aug_prob: float
+    gamma_range: tuple[float, float]
+    brightness_range: tuple[float, float]
+    gain_range: tuple[float, float]
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> 'AugmentationParams':
+        """The parameters of ``cfg`` (a ``DataConfig``), then ``overrides`` by name."""
+        values = {f.name: getattr(cfg, f.name) for f in fields(cls)}
+        values['brightness_range'] = cfg.resolved_brightness_range()
+        values.update(overrides)
+        for name in ('gamma_range', 'brightness_range', 'gain_range'):
+            values[name] = tuple(float(v) for v in values[name])
+        return cls(**values)
 
 
 class TrainAugmentation:
@@ -104,13 +123,8 @@ class TrainAugmentation:
     """
 
     def __init__(self, cfg):
-        if isinstance(cfg, AugmentationParams):
-            self.p = cfg
-        else:  # a DataConfig
-            self.p = AugmentationParams(
-                cfg.input_height, cfg.input_width, cfg.do_random_rotate, cfg.degree,
-                cfg.cutflip_prob, cfg.flip_prob, cfg.color_aug_prob, tuple(cfg.gamma_range),
-                tuple(cfg.resolved_brightness_range()), tuple(cfg.gain_range))
+        is_params = isinstance(cfg, AugmentationParams)
+        self.p = cfg if is_params else AugmentationParams.from_config(cfg)
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, rng: np.random.Generator):
         """Augment one (image (H, W, 3) float [0, 1], depth (H, W) m) pair with ``rng``."""

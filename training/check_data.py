@@ -18,7 +18,7 @@ from urcdc_depth_ros.errors import ConfigError
 from .datasets import DATASET_CLASSES, DataConfig
 from .datasets.base import parse_split
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _SIGNATURES = (b'\x89PNG\r\n\x1a\n', b'\xff\xd8\xff')
 
@@ -94,6 +94,6 @@ def check_dataset(cfg: DataConfig, decode: bool = False,
             problems.append(f'{split}: none of the {gt_listed} GT files exist under gt_path '
                             f'{gt_path!r}; fix gt_path / gt_path_eval')
         elif gt_missing:
-            log.info('%s: %d of %d frames have no GT file (skipped in evaluation)', split,
-                     gt_missing, gt_listed)
+            logger.info('%s: %d of %d frames have no GT file (skipped in evaluation)', split,
+                        gt_missing, gt_listed)
     return problems

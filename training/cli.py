@@ -19,7 +19,7 @@ import sys
 
 from urcdc_depth_ros.errors import UrcdcDepthError
 
-log = logging.getLogger('urcdc_training')
+logger = logging.getLogger(__name__)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -47,11 +47,11 @@ def train_main(argv: list[str] | None = None) -> int:
             from .check_data import check_dataset
             problems = list(check_dataset(cfg.data))
             for problem in problems:
-                log.error('data problem: %s', problem)
+                logger.error('data problem: %s', problem)
             if problems:
-                log.error('%d data problem(s) found; fix them before training', len(problems))
+                logger.error('%d data problem(s) found; fix them before training', len(problems))
                 return 1
-            log.info('data OK: no problem found')
+            logger.info('data OK: no problem found')
             return 0
         from .trainer import Trainer
         trainer = Trainer(cfg)
@@ -59,11 +59,11 @@ def train_main(argv: list[str] | None = None) -> int:
             summary = trainer.train()
         finally:
             trainer.close()
-        log.info('finished at step %d; last checkpoint %s; best %s', summary['global_step'],
-                 summary['last_checkpoint'], summary['best'])
+        logger.info('finished at step %d; last checkpoint %s; best %s', summary['global_step'],
+                    summary['last_checkpoint'], summary['best'])
         return 0
     except UrcdcDepthError as exc:
-        log.error('%s: %s', type(exc).__name__, exc)
+        logger.error('%s: %s', type(exc).__name__, exc)
         return 2
 
 
@@ -91,7 +91,7 @@ def eval_main(argv: list[str] | None = None) -> int:
                                      device=args.device, max_images=args.max_images,
                                      overrides=args.overrides)
     except UrcdcDepthError as exc:
-        log.error('%s: %s', type(exc).__name__, exc)
+        logger.error('%s: %s', type(exc).__name__, exc)
         return 2
     sys.stdout.write(format_table(result) + '\n')  # the command's result, not a log line
     return 0

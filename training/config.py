@@ -34,7 +34,7 @@ SPLITS_PREFIX = 'splits:'  # data.filenames_file: splits:NAME = the bundled trai
 
 @dataclass
 class TrainConfig:
-    """Training options (defaults: the published KITTI Eigen recipe, DESIGN.md section 2).
+    """Training options (defaults: the published KITTI Eigen recipe, docs/method.md §2).
 
     Attributes:
         variant: network variant (``large07`` in the paper; ``nano07`` is a small CPU variant).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from urcdc_depth_ros.errors import UrcdcDepthError
 
-log = logging.getLogger('urcdc_training.demo')
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,12 +65,12 @@ PROFILES = {
 
 
 def _step(i: int, text: str) -> float:
-    log.info('[%d/7] %s', i, text)
+    logger.info('[%d/7] %s', i, text)
     return time.perf_counter()
 
 
 def _done(t0: float, what: str) -> None:
-    log.info('      %s (%.1f s)', what, time.perf_counter() - t0)
+    logger.info('      %s (%.1f s)', what, time.perf_counter() - t0)
 
 
 def make_data(out: str, prof: DemoProfile, seed: int):
@@ -290,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_demo(args.out, args.profile, args.seed, args.params_file)
     except (UrcdcDepthError, RuntimeError) as exc:
-        log.error('demo failed: %s', exc)
+        logger.error('demo failed: %s', exc)
         return 2
     print_summary(summary)
     if PROFILES[args.profile].require_improvement \
             and not summary['abs_rel'] < 0.7 * summary['untrained_abs_rel']:
-        log.error('the trained model does not clearly beat the untrained one (AbsRel %.3f vs '
-                  '%.3f); training is broken', summary['abs_rel'], summary['untrained_abs_rel'])
+        logger.error('the trained model does not clearly beat the untrained one (AbsRel %.3f vs '
+                     '%.3f); training is broken', summary['abs_rel'], summary['untrained_abs_rel'])
         return 1
     return 0
 

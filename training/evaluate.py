@@ -1,4 +1,4 @@
-"""Evaluation of a trained network with the official protocol (DESIGN.md section 5).
+"""Evaluation of a trained network with the official protocol (docs/method.md §5).
 
 KB-cropped input -> Transformer depth (+ uncertainty), optionally flip-TTA fused -> placed back
 in the full frame (zeros elsewhere, as the official script) -> predictions clamped to
@@ -24,7 +24,7 @@ from urcdc_depth_ros.metrics import (DEPTH_RANGES_M, METRIC_NAMES, MetricAccumul
                                      sparsification_curve, valid_mask)
 from urcdc_depth_ros.tta import fuse_flip
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SPARSIFICATION_STEPS = 20
 
@@ -96,7 +96,7 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
         ``uncertainty``: 'ranges' {'0-10': {...}, ...}, 'uncertainty' {'ause', 'aurg',
         'fractions', 'model_curve', 'oracle_curve'}}.
     """
-    from tqdm import tqdm
+    from urcdc_depth_ros.progress import progress_bar
     device = torch.device(device)
     model.eval()
     n = len(dataset) if not max_images else min(max_images, len(dataset))
@@ -106,7 +106,8 @@ def evaluate_model(model: torch.nn.Module, dataset, *, max_depth: float,
     acc = MetricAccumulator()
     skipped = 0
     pooled: dict[str, list[np.ndarray]] = {'pred': [], 'gt': [], 'err': [], 'unc': []}
-    for batch in tqdm(loader, total=n, disable=not progress, unit='img', desc='eval'):
+    for batch in progress_bar(loader, total=n, disable=not progress, unit='img',
+                              desc='eval'):
         if 'has_valid_depth' in batch and not bool(_scalar(batch['has_valid_depth'])):
             skipped += 1
             continue
@@ -255,13 +256,13 @@ def evaluate_checkpoint(checkpoint: str, config=None, split: str = 'eval',
     result.update(checkpoint=os.path.abspath(checkpoint), flip_tta=flip_tta,
                   crop=cfg.eval_crop_name(), max_depth=max_depth,
                   meta=meta.to_dict() if meta is not None else None)
-    log.info('%s\n%s', checkpoint, format_table(result))
+    logger.info('%s\n%s', checkpoint, format_table(result))
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'metrics.json'), 'w', encoding='utf-8') as f:
             json.dump(result, f, indent=2, default=float)
         plot_sparsification(result, os.path.join(out_dir, 'sparsification.png'))
-        log.info('wrote %s and sparsification.png', os.path.join(out_dir, 'metrics.json'))
+        logger.info('wrote %s and sparsification.png', os.path.join(out_dir, 'metrics.json'))
     return result
 
 

@@ -25,12 +25,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from urcdc_depth_ros.config import ModelMeta
+from urcdc_depth_ros.config import KITTI_MAX_DEPTH_M, ModelMeta
 from urcdc_depth_ros.errors import BackendError, UrcdcDepthError
 from urcdc_depth_ros.inference.base import INPUT_NAME, META_KEY, OUTPUT_NAMES, file_sha256
 from urcdc_depth_ros.inference.tensorrt_build import TRT10_SUPPORTED_OPS, trtexec_command
 
-LOG = logging.getLogger('urcdc_training.export')
+logger = logging.getLogger(__name__)
 MIN_OPSET = 17
 
 
@@ -135,9 +135,9 @@ def export_onnx(net: nn.Module, meta: ModelMeta, out_path: str | os.PathLike,
     onnx.save(model, out_path)
     bad = unsupported_ops(model)
     if bad:
-        LOG.warning('%s uses ops the TensorRT 10 ONNX parser lacks: %s', out_path, bad)
-    LOG.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
-             'dynamic batch' if dynamic_batch else 'static shapes')
+        logger.warning('%s uses ops the TensorRT 10 ONNX parser lacks: %s', out_path, bad)
+    logger.info('wrote %s (%d nodes, opset %d, %s)', out_path, len(model.graph.node), opset,
+                'dynamic batch' if dynamic_batch else 'static shapes')
     return out_path
 
 
@@ -169,7 +169,7 @@ def load_network(checkpoint: str | None, variant: str | None, max_depth: float |
         if variant is None:
             raise BackendError('--random-weights needs --variant (e.g. nano07)')
         torch.manual_seed(seed)
-        return build_model(variant, max_depth=max_depth or 80.0).eval(), None, None
+        return build_model(variant, max_depth=max_depth or KITTI_MAX_DEPTH_M).eval(), None, None
     if not os.path.isfile(checkpoint):
         raise BackendError(f'checkpoint {checkpoint!r} does not exist')
     ckpt = read_checkpoint(checkpoint)
@@ -180,7 +180,7 @@ def load_network(checkpoint: str | None, variant: str | None, max_depth: float |
         name = infer_variant(extract_state_dict(ckpt))
         if name is None:
             raise BackendError(f'cannot tell the variant of {checkpoint!r}; pass --variant')
-    depth_range = max_depth or (ckpt_meta.max_depth if ckpt_meta else 80.0)
+    depth_range = max_depth or (ckpt_meta.max_depth if ckpt_meta else KITTI_MAX_DEPTH_M)
     net = build_model(name, max_depth=depth_range)
     meta = load_weights(net, ckpt) or ckpt_meta
     return net.eval(), meta, file_sha256(checkpoint)
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
 
 

@@ -1,4 +1,4 @@
-"""URCDC-Depth training losses (DESIGN.md section 3), as pure functions of tensors.
+"""URCDC-Depth training losses (docs/method.md §3), as pure functions of tensors.
 
 Notation: ``d1``/``u1`` are the Transformer branch's depth (m) and uncertainty (confidence in
 [0, 1], high = reliable), ``d2``/``u2`` the CNN branch's; ``gt`` is ground-truth depth in metres

@@ -4,7 +4,7 @@ One :class:`Trainer` runs in every process that ``torchrun`` starts (or alone). 
 training loop; the losses are :mod:`urcdc_training.losses`, the metrics
 :mod:`urcdc_depth_ros.metrics` (through :mod:`urcdc_training.evaluate`).
 
-Recipe (DESIGN.md section 2-3): Adam, lr polynomially decayed with power 0.9 to 0.1 lr over all
+Recipe (docs/method.md §2-3): Adam, lr polynomially decayed with power 0.9 to 0.1 lr over all
 steps (set before every step, a pure function of the global step); even steps optimise
 SILog (both branches) + uncertainty, odd steps cross-distillation.
 
@@ -39,7 +39,7 @@ from urcdc_depth_ros.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from . import losses as L
 from .config import TrainConfig
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CKPT_PATTERN = re.compile(r'^ckpt_step(\d+)\.pt$')
 
@@ -338,8 +338,8 @@ class Trainer:
             except (CheckpointError, KeyError, OSError, RuntimeError, EOFError) as exc:
                 if resume != 'auto':
                     raise CheckpointError(f'cannot resume from {path!r}: {exc}') from exc
-                log.warning('skipping unreadable checkpoint %s (%s); trying an older one',
-                            path, exc)
+                logger.warning('skipping unreadable checkpoint %s (%s); trying an older one',
+                               path, exc)
                 continue
             self.optimizer.load_state_dict(ckpt['optimizer'])
             if ckpt.get('scaler'):
@@ -352,11 +352,11 @@ class Trainer:
             if rngs:
                 _set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
             else:  # best_<metric>.pt keeps no RNG state: weights/optimiser/step resume exactly
-                log.warning('%s holds no RNG state; augmentation randomness restarts from '
-                            'the seed', path)
+                logger.warning('%s holds no RNG state; augmentation randomness restarts from '
+                               'the seed', path)
             self.last_checkpoint = path
-            log.info('resumed from %s: step %d, epoch %d, batch %d of the epoch', path,
-                     self.global_step, self.epoch, self.batch_in_epoch)
+            logger.info('resumed from %s: step %d, epoch %d, batch %d of the epoch', path,
+                        self.global_step, self.epoch, self.batch_in_epoch)
             return
         if resume == 'auto' and candidates:
             raise CheckpointError(
@@ -432,17 +432,17 @@ class Trainer:
         Raises:
             TrainingDivergedError: a loss went NaN/inf (the last good checkpoint is kept).
         """
-        from tqdm import tqdm
+        from urcdc_depth_ros.progress import progress_bar
         cfg = self.cfg
         if self.global_step >= self.total_steps:
-            log.info('already at step %d of %d; nothing to do', self.global_step,
-                     self.total_steps)
+            logger.info('already at step %d of %d; nothing to do', self.global_step,
+                        self.total_steps)
             return self._summary(None)
-        log.info('training %s for %d steps (%d per epoch, batch %d x %d processes) on %s',
-                 cfg.variant, self.total_steps, self.steps_per_epoch, cfg.batch_size,
-                 self.dist.world_size, self.device)
-        bar = tqdm(total=self.total_steps, initial=self.global_step, unit='step',
-                   disable=not self.dist.is_main, dynamic_ncols=True)
+        logger.info('training %s for %d steps (%d per epoch, batch %d x %d processes) on %s',
+                    cfg.variant, self.total_steps, self.steps_per_epoch, cfg.batch_size,
+                    self.dist.world_size, self.device)
+        bar = progress_bar(total=self.total_steps, initial=self.global_step, unit='step',
+                           disable=not self.dist.is_main, dynamic_ncols=True)
         last_eval = None
         t0, n0 = time.perf_counter(), self.global_step
         try:
@@ -520,8 +520,8 @@ class Trainer:
                 progress=False)
             self.model.train()
             metrics = result['metrics']
-            log.info('step %d eval: %s', self.global_step,
-                     ', '.join(f'{k} {metrics[k]:.4f}' for k in METRIC_NAMES))
+            logger.info('step %d eval: %s', self.global_step,
+                        ', '.join(f'{k} {metrics[k]:.4f}' for k in METRIC_NAMES))
             if self.writer is not None:
                 for k in METRIC_NAMES:
                     self.writer.add_scalar(f'eval/{k}', metrics[k], self.global_step)
@@ -559,7 +559,7 @@ class Trainer:
                 try:
                     os.remove(old)
                 except OSError as exc:
-                    log.warning('could not remove old checkpoint %s: %s', old, exc)
+                    logger.warning('could not remove old checkpoint %s: %s', old, exc)
         self.last_checkpoint = path
         if self.dist.distributed:
             dist.barrier()
@@ -574,7 +574,7 @@ class Trainer:
         save_checkpoint(path, self.model, self.meta, optimizer=self.optimizer.state_dict(),
                         scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
                         trainer=trainer_state, train_config=self.cfg.to_yaml())
-        log.info('wrote %s', path)
+        logger.info('wrote %s', path)
 
 
 def _meta_input_size(data) -> tuple[int, int]:

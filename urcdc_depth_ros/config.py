@@ -5,8 +5,8 @@ guesses the variant, input size, normalisation or depth range.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping, Optional
 
 from .errors import ConfigError
 
@@ -14,6 +14,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KITTI_FOCAL_PX = 721.5377  # fx of KITTI's 2011_09_26 colour camera (image_02), pixels
 NYU_FOCAL_PX = 518.8579
+KITTI_MAX_DEPTH_M = 80.0  # KITTI's depth range (training head, evaluation cap), metres
+
+
+def setting(default: Any, doc: str, limits: Optional[tuple[float, float]] = None):
+    """A dataclass field that carries its node-parameter description and (min, max) range.
+
+    ``depth_node`` declares one parameter per field and reads both from ``field.metadata``
+    (see :func:`param_docs`), so a setting's default, meaning and range sit in one place.
+    """
+    return field(default=default, metadata={'doc': doc, 'limits': limits})
+
+
+def param_docs(*classes) -> dict[str, tuple[str, Optional[tuple[float, float]]]]:
+    """``{field name: (description, (min, max) or None)}`` of the dataclasses' fields."""
+    return {f.name: (f.metadata['doc'], f.metadata['limits'])
+            for cls in classes for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -32,7 +48,7 @@ class ModelMeta:
     """
 
     variant: str = 'tiny07'
-    max_depth: float = 80.0
+    max_depth: float = KITTI_MAX_DEPTH_M
     input_height: int = 352
     input_width: int = 1216
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -105,13 +121,20 @@ class EstimatorConfig:
             takes the model's.
     """
 
-    resize_mode: str = 'auto'
-    output_resolution: str = 'input'
-    rescale_focal: bool = True
-    flip_tta: bool = False
-    uncertainty: str = 'metres'
-    min_depth: float | None = None
-    max_depth: float | None = None
+    resize_mode: str = setting(
+        'auto', "'auto' (scale to the model's training focal, then KB-crop or pad), "
+        "'kb_crop' (KITTI-style crop of the model input size) or 'resize'")
+    output_resolution: str = setting(
+        'input', "'input' (depth at camera size) or 'model' (network size)")
+    rescale_focal: bool = setting(True, "scale depth by fx / the training camera's focal length")
+    flip_tta: bool = setting(False, 'average the prediction with that of the mirrored image')
+    uncertainty: str = setting(
+        'metres', "what `uncertainty` holds: 'metres' (expected |error|, m), 'relative' "
+        "(expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], high = reliable)")
+    min_depth: float | None = setting(None, "smallest valid depth (m); 0 = the model's",
+                                      (0.0, 1e4))
+    max_depth: float | None = setting(None, "largest valid depth (m); 0 = the model's",
+                                      (0.0, 1e4))
 
     RESIZE_MODES = ('auto', 'kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')
@@ -142,35 +165,64 @@ class NodeConfig:
     ``sync_wait_s`` describe a rig (:mod:`urcdc_depth_ros.cameras`).
     """
 
-    autostart: bool = True
-    model_path: str = ''
-    backend: str = 'onnxruntime'
-    use_compressed: bool = False
-    lazy: bool = True
-    camera_info_tolerance_s: float = 0.005
-    camera_info_buffer: int = 20
-    camera_info_wait_s: float = 0.1
-    fx: float = 0.0
-    fy: float = 0.0
-    cx: float = 0.0
-    cy: float = 0.0
-    publish_points: bool = True
-    points_rgb: bool = True
-    points_uncertainty: bool = True
-    points_stride: int = 1
-    points_max_range_m: float = 0.0
-    points_max_uncertainty: float = 0.0
-    publish_colorized: bool = False
-    colorize_max_depth_m: float = 0.0
-    input_reliability: str = 'best_effort'
-    input_depth: int = 1
-    output_reliability: str = 'reliable'
-    output_depth: int = 1
-    diagnostics_period_s: float = 1.0
-    cameras: tuple[str, ...] = ()
-    sync: str = 'latest'
-    sync_tolerance_s: float = 0.005
-    sync_wait_s: float = 0.05
+    autostart: bool = setting(
+        True, 'configure and activate at start-up (false: wait for lifecycle transitions)')
+    model_path: str = setting('', 'ONNX model, TensorRT engine or torch checkpoint (required)')
+    backend: str = setting('onnxruntime', "inference backend: 'onnxruntime', 'torch' or "
+                           "'tensorrt'")
+    use_compressed: bool = setting(
+        False, 'subscribe to image/compressed (JPEG/PNG) instead of image')
+    lazy: bool = setting(True, 'skip inference while no output topic has a subscriber')
+    camera_info_tolerance_s: float = setting(
+        0.005, 'largest |stamp difference| (s) between an image and the camera_info used for it',
+        (0.0, 10.0))
+    camera_info_buffer: int = setting(
+        20, 'how many recent camera_info messages are kept for stamp matching', (1, 1000))
+    camera_info_wait_s: float = setting(
+        0.1, 'how long (s) the worker waits for a matching camera_info', (0.0, 5.0))
+    fx: float = setting(
+        0.0, 'fallback focal length x (px) used when no camera_info arrives; 0 = none',
+        (0.0, 1e6))
+    fy: float = setting(0.0, 'fallback focal length y (px); 0 = same as fx', (0.0, 1e6))
+    cx: float = setting(0.0, 'fallback principal point x (px); 0 = image centre', (0.0, 1e6))
+    cy: float = setting(0.0, 'fallback principal point y (px); 0 = image centre', (0.0, 1e6))
+    publish_points: bool = setting(True, 'publish the organised point cloud on points')
+    points_rgb: bool = setting(
+        True, 'add a packed rgb field to the cloud (when the image matches the depth)')
+    points_uncertainty: bool = setting(
+        True, 'add an uncertainty field (units of `uncertainty`) to the cloud')
+    points_stride: int = setting(1, 'keep every n-th row and column in the cloud', (1, 64))
+    points_max_range_m: float = setting(
+        0.0, 'points farther than this range (m) become NaN; 0 = no limit', (0.0, 1e4))
+    points_max_uncertainty: float = setting(
+        0.0, 'points whose uncertainty exceeds this (units of `uncertainty`) become NaN; '
+        '0 = no limit', (0.0, 1e4))
+    publish_colorized: bool = setting(
+        False, 'publish depth/colorized (bgr8 turbo colour map, for RViz)')
+    colorize_max_depth_m: float = setting(
+        0.0, "depth (m) mapped to the far end of the colour map; 0 = the model's max_depth",
+        (0.0, 1e4))
+    input_reliability: str = setting(
+        'best_effort', "QoS reliability of image/camera_info: 'best_effort' or 'reliable'")
+    input_depth: int = setting(1, 'QoS history depth of image/camera_info', (1, 10000))
+    output_reliability: str = setting(
+        'reliable', "QoS reliability of every output: 'reliable' or 'best_effort'")
+    output_depth: int = setting(1, 'QoS history depth of every output', (1, 1000))
+    diagnostics_period_s: float = setting(
+        1.0, 'period (s) of the /diagnostics status', (0.05, 60.0))
+    cameras: tuple[str, ...] = setting(
+        (), 'camera names of a rig; each has <cam>/image, <cam>/camera_info in and '
+        '<cam>/depth, ... out, and <cam>.<setting> overrides; empty = one camera on '
+        'unprefixed topics')
+    sync: str = setting(
+        'latest', "'latest' (each camera's newest frame, batched as they come) or 'stamp' "
+        '(wait for frames of every camera with matching stamps)')
+    sync_tolerance_s: float = setting(
+        0.005, "largest stamp difference (s) of frames batched together with sync 'stamp'",
+        (0.0, 10.0))
+    sync_wait_s: float = setting(
+        0.05, "how long (s) sync 'stamp' waits for the missing cameras before running the "
+        'ones it has', (0.0, 10.0))
 
     RELIABILITIES = ('best_effort', 'reliable')
     SYNC_MODES = ('latest', 'stamp')
@@ -223,5 +275,5 @@ def estimator_config_from_params(params: Mapping[str, Any]) -> EstimatorConfig:
 
 __all__ = ['ModelMeta', 'EstimatorConfig', 'NodeConfig', 'replace_known',
            'load_node_params', 'estimator_config_from_params',
-           'IMAGENET_MEAN', 'IMAGENET_STD',
-           'KITTI_FOCAL_PX', 'NYU_FOCAL_PX']
+           'setting', 'param_docs', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'KITTI_FOCAL_PX', 'NYU_FOCAL_PX', 'KITTI_MAX_DEPTH_M']

@@ -21,7 +21,7 @@ from .postprocessing import postprocess
 from .preprocessing import preprocess
 from .tta import fuse_flip
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass

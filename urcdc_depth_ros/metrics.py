@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import KITTI_MAX_DEPTH_M
+
 METRIC_NAMES = ('silog', 'abs_rel', 'log10', 'rms', 'sq_rel', 'log_rms', 'd1', 'd2', 'd3')
 LOWER_IS_BETTER = ('silog', 'abs_rel', 'log10', 'rms', 'sq_rel', 'log_rms')
 HIGHER_IS_BETTER = ('d1', 'd2', 'd3')
@@ -37,7 +39,8 @@ def nyu_eval_mask(height: int = 480, width: int = 640) -> np.ndarray:
     return mask
 
 
-def valid_mask(gt_m: np.ndarray, min_depth: float = 1e-3, max_depth: float = 80.0,
+def valid_mask(gt_m: np.ndarray, min_depth: float = 1e-3,
+               max_depth: float = KITTI_MAX_DEPTH_M,
                crop: str | None = None) -> np.ndarray:
     """Pixels with ground truth in (min_depth, max_depth) m, optionally inside a crop.
 
@@ -89,7 +92,8 @@ def depth_metrics(pred_m: np.ndarray, gt_m: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_depth(pred_m: np.ndarray, gt_m: np.ndarray, min_depth: float = 1e-3,
-                   max_depth: float = 80.0, crop: str | None = 'garg') -> dict[str, float]:
+                   max_depth: float = KITTI_MAX_DEPTH_M,
+                   crop: str | None = 'garg') -> dict[str, float]:
     """Protocol evaluation of one (H, W) prediction against (H, W) ground truth.
 
     Predictions are clamped to [min_depth, max_depth] (official protocol); GT is valid in

@@ -32,72 +32,17 @@ from std_msgs.msg import Header
 from . import ros_io
 from .cameras import (CAMERA_OVERRIDES, CameraConfig, camera_configs, check_override_names,
                       validate_camera_names)
-from .config import EstimatorConfig, NodeConfig
+from .config import KITTI_MAX_DEPTH_M, EstimatorConfig, NodeConfig, param_docs
 from .diagnostics import LatencyStats, NodeStats
+from .encodings import to_rgb
 from .errors import InputError, UrcdcDepthError
 from .frame_buffer import RigSlots
 from .pointcloud import PointCloudBuilder
 from .preprocessing import plan_geometry, view_fraction
 
 
-#: parameter -> (description, (min, max) or None). Defaults come from the dataclasses.
-PARAM_DOCS: dict[str, tuple[str, Optional[tuple[float, float]]]] = {
-    'autostart': ('configure and activate at start-up (false: wait for lifecycle transitions)',
-                  None),
-    'model_path': ('ONNX model, TensorRT engine or torch checkpoint (required)', None),
-    'backend': ("inference backend: 'onnxruntime', 'torch' or 'tensorrt'", None),
-    'use_compressed': ('subscribe to image/compressed (JPEG/PNG) instead of image', None),
-    'lazy': ('skip inference while no output topic has a subscriber', None),
-    'camera_info_tolerance_s': ('largest |stamp difference| (s) between an image and the '
-                                'camera_info used for it', (0.0, 10.0)),
-    'camera_info_buffer': ('how many recent camera_info messages are kept for stamp matching',
-                           (1, 1000)),
-    'camera_info_wait_s': ('how long (s) the worker waits for a matching camera_info',
-                           (0.0, 5.0)),
-    'fx': ('fallback focal length x (px) used when no camera_info arrives; 0 = none',
-           (0.0, 1e6)),
-    'fy': ('fallback focal length y (px); 0 = same as fx', (0.0, 1e6)),
-    'cx': ('fallback principal point x (px); 0 = image centre', (0.0, 1e6)),
-    'cy': ('fallback principal point y (px); 0 = image centre', (0.0, 1e6)),
-    'publish_points': ('publish the organised point cloud on points', None),
-    'points_rgb': ('add a packed rgb field to the cloud (when the image matches the depth)',
-                   None),
-    'points_uncertainty': ('add an uncertainty field (units of `uncertainty`) to the cloud',
-                           None),
-    'points_stride': ('keep every n-th row and column in the cloud', (1, 64)),
-    'points_max_range_m': ('points farther than this range (m) become NaN; 0 = no limit',
-                           (0.0, 1e4)),
-    'points_max_uncertainty': ('points whose uncertainty exceeds this (units of '
-                               '`uncertainty`) become NaN; 0 = no limit', (0.0, 1e4)),
-    'publish_colorized': ('publish depth/colorized (bgr8 turbo colour map, for RViz)', None),
-    'colorize_max_depth_m': ('depth (m) mapped to the far end of the colour map; 0 = the '
-                             "model's max_depth", (0.0, 1e4)),
-    'input_reliability': ("QoS reliability of image/camera_info: 'best_effort' or 'reliable'",
-                          None),
-    'input_depth': ('QoS history depth of image/camera_info', (1, 10000)),
-    'output_reliability': ("QoS reliability of every output: 'reliable' or 'best_effort'",
-                           None),
-    'output_depth': ('QoS history depth of every output', (1, 1000)),
-    'diagnostics_period_s': ('period (s) of the /diagnostics status', (0.05, 60.0)),
-    'resize_mode': ("'auto' (scale to the model's training focal, then KB-crop or pad), "
-                    "'kb_crop' (KITTI-style crop of the model input size) or 'resize'", None),
-    'cameras': ('camera names of a rig; each has <cam>/image, <cam>/camera_info in and '
-                '<cam>/depth, ... out, and <cam>.<setting> overrides; empty = one camera on '
-                'unprefixed topics', None),
-    'sync': ("'latest' (each camera's newest frame, batched as they come) or 'stamp' (wait "
-             'for frames of every camera with matching stamps)', None),
-    'sync_tolerance_s': ("largest stamp difference (s) of frames batched together with "
-                         "sync 'stamp'", (0.0, 10.0)),
-    'sync_wait_s': ("how long (s) sync 'stamp' waits for the missing cameras before running "
-                    'the ones it has', (0.0, 10.0)),
-    'output_resolution': ("'input' (depth at camera size) or 'model' (network size)", None),
-    'rescale_focal': ("scale depth by fx / the training camera's focal length", None),
-    'flip_tta': ('average the prediction with that of the mirrored image', None),
-    'uncertainty': ("what `uncertainty` holds: 'metres' (expected |error|, m), 'relative' "
-                    "(expected |gt-d|/(gt+d)) or 'confidence' ([0, 1], high = reliable)", None),
-    'min_depth': ("smallest valid depth (m); 0 = the model's", (0.0, 1e4)),
-    'max_depth': ("largest valid depth (m); 0 = the model's", (0.0, 1e4)),
-}
+#: parameter -> (description, (min, max) or None), from the config fields' metadata
+PARAM_DOCS = param_docs(NodeConfig, EstimatorConfig)
 _OPTIONAL_ZERO = ('min_depth', 'max_depth')  # None in EstimatorConfig <-> 0.0 as a parameter
 
 
@@ -673,7 +618,7 @@ class DepthNode(LifecycleNode):
                 self._cloud(cam, frame, res), header))
         if self._wanted(cam, 'colorized'):
             meta = getattr(self._estimator, 'meta', None)
-            far = self._cfg.colorize_max_depth_m or getattr(meta, 'max_depth', 80.0)
+            far = self._cfg.colorize_max_depth_m or getattr(meta, 'max_depth', KITTI_MAX_DEPTH_M)
             cam.pubs['colorized'].publish(ros_io.numpy_to_image(
                 ros_io.colorize_depth(res.depth_m, far), 'bgr8', header))
         now = time.perf_counter()
@@ -684,7 +629,7 @@ class DepthNode(LifecycleNode):
         cfg = cam.cfg.node
         rgb = None
         if cfg.points_rgb and frame.image.shape[:2] == res.depth_m.shape:
-            rgb = ros_io.to_rgb8(frame.image, frame.encoding)
+            rgb = to_rgb(frame.image, frame.encoding)
         unc = res.uncertainty if (cfg.points_uncertainty or cfg.points_max_uncertainty) else None
         cloud = self._clouds.build(res.depth_m, res.K, rgb=rgb, uncertainty=unc,
                                    stride=cfg.points_stride, max_range_m=cfg.points_max_range_m,

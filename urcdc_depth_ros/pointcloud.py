@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .geometry import validate_intrinsics
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,6 @@ class CloudArrays:
     points: np.ndarray
     fields: tuple[str, ...]
     stride: int
-
-
-def check_intrinsics(K: np.ndarray) -> np.ndarray:
-    """Return ``K`` as a (3, 3) float64 array; raise InputError on non-finite or zero focal."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3):
-        raise InputError(f'K must be 3x3, got shape {K.shape!r}')
-    if not np.all(np.isfinite(K)):
-        raise InputError(f'K has non-finite entries: {K.ravel().tolist()!r}')
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise InputError(f'K needs fx, fy > 0 px, got fx={K[0, 0]!r}, fy={K[1, 1]!r}')
-    return K
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -98,7 +87,7 @@ class PointCloudBuilder:
         ``rx = (u - cx) / fx`` and ``ry = (v - cy) / fy`` for the kept pixels; the third grid
         turns depth into Euclidean range (``range = z * norm``).
         """
-        K = check_intrinsics(K)
+        K = validate_intrinsics(K)
         key = (int(height), int(width), int(stride), float(K[0, 0]), float(K[1, 1]),
                float(K[0, 2]), float(K[1, 2]))
         hit = self._cache.get(key)
@@ -179,5 +168,4 @@ def depth_to_points(depth_m: np.ndarray, K: np.ndarray, **kwargs) -> CloudArrays
     return _DEFAULT_BUILDER.build(depth_m, K, **kwargs)
 
 
-__all__ = ['CloudArrays', 'PointCloudBuilder', 'depth_to_points', 'pack_rgb', 'unpack_rgb',
-           'check_intrinsics']
+__all__ = ['CloudArrays', 'PointCloudBuilder', 'depth_to_points', 'pack_rgb', 'unpack_rgb']

@@ -1,12 +1,10 @@
 """Camera image -> network input: validation, colour conversion, crop/resize, normalisation.
 
-Pure numpy + OpenCV (no torch). Every geometric step returns the intrinsics ``K`` that match
-its output exactly, so depth can be back-projected and focal-rescaled correctly.
+Colour conversion is :func:`urcdc_depth_ros.encodings.to_rgb` (the package's encoding table).
 
-Pixel-centre convention (the one ``cv2.resize`` uses): pixel ``i`` covers ``[i, i+1)`` and its
-centre is ``i + 0.5``. Resizing a width ``W`` to ``W'`` maps ``x -> (x + 0.5) * W'/W - 0.5``,
-so ``fx' = fx * W'/W`` and ``cx' = (cx + 0.5) * W'/W - 0.5`` (likewise for y). Cropping at
-``(top, left)`` shifts the principal point: ``cx' = cx - left``, ``cy' = cy - top``.
+Pure numpy + OpenCV (no torch). Every geometric step returns the intrinsics ``K`` that match
+its output exactly, so depth can be back-projected and focal-rescaled correctly; the
+intrinsics arithmetic and its pixel-centre convention live in :mod:`urcdc_depth_ros.geometry`.
 """
 from __future__ import annotations
 
@@ -18,16 +16,9 @@ import cv2
 import numpy as np
 
 from .config import ModelMeta
+from .encodings import to_rgb
 from .errors import InputError
-
-#: encoding -> (channels, or 0 for a 2-D image; cv2 conversion to RGB or None)
-ENCODINGS: dict[str, tuple[int, int | None]] = {
-    'rgb8': (3, None),
-    'bgr8': (3, cv2.COLOR_BGR2RGB),
-    'rgba8': (4, cv2.COLOR_RGBA2RGB),
-    'bgra8': (4, cv2.COLOR_BGRA2RGB),
-    'mono8': (1, cv2.COLOR_GRAY2RGB),
-}
+from .geometry import crop_intrinsics, resize_intrinsics, validate_intrinsics
 
 
 @dataclass(frozen=True)
@@ -54,76 +45,6 @@ class Geometry:
     K_image: np.ndarray
     K_model: np.ndarray
     mode: str
-
-
-def validate_intrinsics(K) -> np.ndarray:
-    """Return ``K`` as a (3, 3) float64 array; InputError if malformed, non-finite or singular."""
-    try:
-        K_px = np.asarray(K, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f'intrinsics K must be a numeric 3x3 array: {exc}') from exc
-    if K_px.shape != (3, 3):
-        raise InputError(f'intrinsics K must have shape (3, 3), got {K_px.shape!r}; '
-                         'pass CameraInfo.k reshaped to 3x3')
-    if not np.all(np.isfinite(K_px)):
-        raise InputError(f'intrinsics K has non-finite entries: {K_px.tolist()!r}')
-    if not (K_px[0, 0] > 0 and K_px[1, 1] > 0) or abs(np.linalg.det(K_px)) < 1e-12:
-        raise InputError(f'intrinsics K is singular or has non-positive focal lengths: '
-                         f'{K_px.tolist()!r}; is the camera calibrated?')
-    return K_px
-
-
-def to_rgb(image: np.ndarray, encoding: str = 'rgb8') -> np.ndarray:
-    """Validate ``image`` for ``encoding`` and return it as (H, W, 3) uint8 RGB.
-
-    Args:
-        image: (H, W, 3|4) or (H, W) / (H, W, 1) for mono8, uint8.
-        encoding: one of :data:`ENCODINGS`.
-    Raises:
-        InputError: unknown encoding, wrong dtype, shape or channel count, or an empty image.
-    """
-    if encoding not in ENCODINGS:
-        raise InputError(f'unsupported image encoding {encoding!r}; supported: {list(ENCODINGS)} '
-                         '(convert with cv_bridge or cv2.cvtColor first)')
-    if not isinstance(image, np.ndarray):
-        raise InputError(f'image must be a numpy array, got {type(image).__name__}')
-    if image.dtype != np.uint8:
-        raise InputError(f'image dtype must be uint8 for {encoding!r}, got {image.dtype}')
-    channels, conversion = ENCODINGS[encoding]
-    if channels == 1 and image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    expected = '(H, W)' if channels == 1 else f'(H, W, {channels})'
-    ok = image.ndim == 2 if channels == 1 else (image.ndim == 3 and image.shape[2] == channels)
-    if not ok:
-        raise InputError(f'image shape {image.shape!r} does not match encoding {encoding!r}: '
-                         f'expected {expected}')
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f'image is empty: shape {image.shape!r}')
-    if conversion is None:
-        return np.ascontiguousarray(image)
-    return cv2.cvtColor(np.ascontiguousarray(image), conversion)
-
-
-def resize_intrinsics(K_px: np.ndarray, src_hw: tuple[int, int],
-                      dst_hw: tuple[int, int]) -> np.ndarray:
-    """Intrinsics after ``cv2.resize`` from ``src_hw`` to ``dst_hw`` (pixel-centre convention)."""
-    sx = dst_hw[1] / src_hw[1]
-    sy = dst_hw[0] / src_hw[0]
-    K_new = np.array(K_px, dtype=np.float64, copy=True)
-    K_new[0, 0] *= sx
-    K_new[0, 1] *= sx  # skew scales with x
-    K_new[0, 2] = (K_px[0, 2] + 0.5) * sx - 0.5
-    K_new[1, 1] *= sy
-    K_new[1, 2] = (K_px[1, 2] + 0.5) * sy - 0.5
-    return K_new
-
-
-def crop_intrinsics(K_px: np.ndarray, top: int, left: int) -> np.ndarray:
-    """Intrinsics after cropping a window whose top-left pixel is (top, left)."""
-    K_new = np.array(K_px, dtype=np.float64, copy=True)
-    K_new[0, 2] -= left
-    K_new[1, 2] -= top
-    return K_new
 
 
 def _auto_scaled_size(image_hw: tuple[int, int], K_px: np.ndarray,
@@ -265,6 +186,5 @@ def preprocess(image: np.ndarray, K, meta: ModelMeta, encoding: str = 'rgb8',
     return normalise(window, meta.mean, meta.std), geom
 
 
-__all__ = ['ENCODINGS', 'Geometry', 'validate_intrinsics', 'to_rgb', 'resize_intrinsics',
-           'crop_intrinsics', 'plan_geometry', 'view_fraction', 'window_overlap',
-           'apply_geometry', 'normalise', 'preprocess']
+__all__ = ['Geometry', 'plan_geometry', 'view_fraction', 'window_overlap', 'apply_geometry',
+           'normalise', 'preprocess']

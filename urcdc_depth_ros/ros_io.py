@@ -2,18 +2,18 @@
 
 Messages: Image, CompressedImage, CameraInfo, PointCloud2.
 
-Owns the encoding table and every check that makes a message safe to convert: a malformed
-message raises :class:`~urcdc_depth_ros.errors.InputError` naming what is wrong, never crashes
-or reads out of bounds. Pure numpy by default; ``cv_bridge`` is used for Image <-> numpy when it
-imports (a ROS install), after the same validation, and ``sensor_msgs_py`` is only needed by
-the parity tests (the numpy PointCloud2 path is faster and gives the same bytes).
+Every check that makes a message safe to convert raises
+:class:`~urcdc_depth_ros.errors.InputError` naming what is wrong, never crashes or reads out of
+bounds; the encoding table and the Image buffer checks are :mod:`urcdc_depth_ros.encodings`.
+Pure numpy by default; ``cv_bridge`` is used for Image <-> numpy when it imports (a ROS
+install), after the same validation, and ``sensor_msgs_py`` is only needed by the parity tests
+(the numpy PointCloud2 path is faster and gives the same bytes).
 
 Frames and units: images keep the input header (optical frame, REP 103); depth is ``32FC1``
 metres with NaN for invalid pixels (REP 118).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,8 +22,12 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from .encodings import (COLOUR_ENCODINGS, HOST_BIGENDIAN, MAX_SIDE_PX, buffer_to_numpy,
+                        check_array, numpy_to_buffer)
 from .errors import InputError
+from .geometry import camera_info_intrinsics
 from .pointcloud import CloudArrays
+from .stamps import stamp_to_ns
 
 try:  # reason: the PyPI `cv-bridge` is a broken ROS 1 port; only a ROS install's one is used
     from cv_bridge import CvBridge as _CvBridge
@@ -31,79 +35,28 @@ try:  # reason: the PyPI `cv-bridge` is a broken ROS 1 port; only a ROS install'
 except Exception:  # noqa: BLE001 - any import failure means "no bridge"
     _BRIDGE = None
 
-HOST_BIGENDIAN = sys.byteorder == 'big'
-
-#: encoding -> (numpy dtype, channels)
-ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    'rgb8': (np.dtype(np.uint8), 3),
-    'bgr8': (np.dtype(np.uint8), 3),
-    'rgba8': (np.dtype(np.uint8), 4),
-    'bgra8': (np.dtype(np.uint8), 4),
-    'mono8': (np.dtype(np.uint8), 1),
-    '32FC1': (np.dtype(np.float32), 1),
-}
-#: encodings the depth node accepts as camera input
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
-MAX_SIDE_PX = 16384  # larger images are treated as corrupt headers
-
 
 def have_cv_bridge() -> bool:
     """Whether a working ROS ``cv_bridge`` was imported."""
     return _BRIDGE is not None
 
 
-def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _check_image_header(height: int, width: int, encoding: str) -> tuple[np.dtype, int]:
-    if encoding not in ENCODINGS:
-        raise InputError(f'unsupported encoding {encoding!r}; supported: {list(ENCODINGS)}')
-    if not (0 < height <= MAX_SIDE_PX and 0 < width <= MAX_SIDE_PX):
-        raise InputError(f'image size {width}x{height} (w x h) is empty or implausible')
-    return ENCODINGS[encoding]
-
-
 def image_to_numpy(msg: Image) -> np.ndarray:
     """Image -> ``(H, W)`` (one channel) or ``(H, W, C)`` array in the message's encoding.
 
-    Handles row padding (``step > width * bytes_per_pixel``) and byte order; the result is a
-    read-only view of the message buffer when no byte swap is needed (no copy).
+    Validation and the numpy path are :func:`urcdc_depth_ros.encodings.buffer_to_numpy`
+    (row padding, byte order, a read-only view when no swap is needed). With a ROS install's
+    ``cv_bridge`` the conversion itself is the bridge's, after the same checks.
 
     Raises:
         InputError: unsupported encoding, empty size, ``step`` too small, or ``data`` length
             different from ``step * height``.
     """
-    h, w, enc = int(msg.height), int(msg.width), str(msg.encoding)
-    dtype, ch = _check_image_header(h, w, enc)
-    row_bytes = w * ch * dtype.itemsize
-    step = int(msg.step)
-    if step < row_bytes:
-        raise InputError(f'step {step} B is smaller than width*bytes_per_pixel = {row_bytes} B '
-                         f'({w} px of {enc})')
-    n = len(msg.data)
-    if n != step * h:
-        raise InputError(f'data has {n} B but step*height = {step}*{h} = {step * h} B')
-    if step % dtype.itemsize:
-        raise InputError(f'step {step} B is not a multiple of the {enc} element size')
+    arr = buffer_to_numpy(msg.data, msg.height, msg.width, msg.step, str(msg.encoding),
+                          msg.is_bigendian)
     if _BRIDGE is not None:
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg))
-    return _image_to_numpy_np(msg, dtype, ch)
-
-
-def _image_to_numpy_np(msg: Image, dtype: np.dtype, ch: int) -> np.ndarray:
-    """The numpy path of :func:`image_to_numpy` (``msg`` already validated)."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.frombuffer(msg.data, np.uint8)
-    big = bool(msg.is_bigendian)
-    dt = dtype.newbyteorder('>' if big else '<') if dtype.itemsize > 1 else dtype
-    arr = np.ndarray((h, w, ch), dt, buffer=buf, strides=(step, ch * dtype.itemsize,
-                                                          dtype.itemsize))
-    if dtype.itemsize > 1 and big != HOST_BIGENDIAN:
-        arr = arr.astype(dtype)  # native byte order copy
-    arr.flags.writeable = False
-    return arr[..., 0] if ch == 1 else arr
+    return arr
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
@@ -113,11 +66,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = No
         InputError: encoding unknown, or the array's dtype/channels do not fit it.
     """
     arr = np.asarray(arr)
-    dtype, ch = _check_image_header(*(arr.shape[:2] if arr.ndim >= 2 else (0, 0)), encoding)
-    got_ch = 1 if arr.ndim == 2 else (arr.shape[2] if arr.ndim == 3 else -1)
-    if arr.dtype != dtype or got_ch != ch:
-        raise InputError(f'array {arr.shape!r} {arr.dtype} does not fit encoding {encoding!r} '
-                         f'({ch} x {dtype})')
+    check_array(arr, encoding)
     if _BRIDGE is not None:
         msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(arr), encoding=encoding)
     else:
@@ -128,13 +77,11 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = No
 
 
 def _numpy_to_image_np(arr: np.ndarray, encoding: str) -> Image:
-    """The numpy path of :func:`numpy_to_image` (``arr`` already checked against encoding)."""
+    """The numpy path of :func:`numpy_to_image`."""
     msg = Image()
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.height, msg.width, msg.step, msg.data = numpy_to_buffer(arr, encoding)
     msg.encoding = encoding
     msg.is_bigendian = HOST_BIGENDIAN
-    msg.step = int(arr.shape[1] * arr.itemsize * (1 if arr.ndim == 2 else arr.shape[2]))
-    msg.data = np.ascontiguousarray(arr).tobytes()
     return msg
 
 
@@ -157,17 +104,6 @@ def decode_compressed(msg: CompressedImage) -> tuple[np.ndarray, str]:
     if encoding is None:
         raise InputError(f'compressed image has {channels} channels; 1, 3 or 4 are supported')
     return (img[..., 0] if img.ndim == 3 and channels == 1 else img), encoding
-
-
-def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """Any :data:`COLOUR_ENCODINGS` image -> ``(H, W, 3)`` uint8 RGB (for coloured clouds)."""
-    code = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
-            'bgra8': cv2.COLOR_BGRA2RGB, 'mono8': cv2.COLOR_GRAY2RGB}.get(encoding)
-    if encoding == 'rgb8':
-        return image
-    if code is None:
-        raise InputError(f'cannot convert {encoding!r} to rgb8')
-    return cv2.cvtColor(np.ascontiguousarray(image), code)
 
 
 @dataclass(frozen=True)
@@ -194,19 +130,19 @@ class CameraModel:
 def parse_camera_info(msg: CameraInfo) -> CameraModel:
     """Validate a CameraInfo and return its numbers.
 
+    ``K`` follows :func:`~urcdc_depth_ros.geometry.camera_info_intrinsics` (the bag tools use
+    the same rule): the message's K, or ``P[:, :3]`` when K is all zeros.
+
     Raises:
-        InputError: non-finite K/P/D/R, fx or fy <= 0, or an empty image size.
+        InputError: non-finite K/P/D/R, no usable intrinsics, or an empty image size.
     """
-    K = np.asarray(msg.k, np.float64).reshape(3, 3)
     P = np.asarray(msg.p, np.float64).reshape(3, 4)
     R = np.asarray(msg.r, np.float64).reshape(3, 3)
     D = np.asarray(msg.d, np.float64)
-    for name, a in (('K', K), ('P', P), ('R', R), ('D', D)):
+    for name, a in (('P', P), ('R', R), ('D', D)):
         if not np.all(np.isfinite(a)):
             raise InputError(f'camera_info {name} has non-finite values: {a.ravel().tolist()!r}')
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise InputError(f'camera_info K needs fx, fy > 0 px, got fx={K[0, 0]!r}, '
-                         f'fy={K[1, 1]!r}')
+    K = camera_info_intrinsics(msg.k, P)
     if not (0 < msg.width <= MAX_SIDE_PX and 0 < msg.height <= MAX_SIDE_PX):
         raise InputError(f'camera_info size {msg.width}x{msg.height} is empty or implausible')
     return CameraModel(K, P, D, R, str(msg.distortion_model), int(msg.width), int(msg.height),
@@ -304,7 +240,7 @@ def colorize_depth(depth_m: np.ndarray, max_depth_m: float, min_depth_m: float =
     return img
 
 
-__all__ = ['ENCODINGS', 'COLOUR_ENCODINGS', 'CameraModel', 'have_cv_bridge', 'stamp_to_ns',
-           'image_to_numpy', 'numpy_to_image', 'decode_compressed', 'to_rgb8',
+__all__ = ['COLOUR_ENCODINGS', 'CameraModel', 'have_cv_bridge', 'stamp_to_ns',
+           'image_to_numpy', 'numpy_to_image', 'decode_compressed',
            'parse_camera_info', 'build_camera_info', 'transform_camera_info',
            'build_pointcloud2', 'pointcloud2_to_arrays', 'colorize_depth']

@@ -1,4 +1,4 @@
-"""Flip test-time augmentation with the official edge-blended fusion (DESIGN.md section 5).
+"""Flip test-time augmentation with the official edge-blended fusion (docs/method.md §5).
 
 Works on numpy arrays and torch tensors alike (only arithmetic and clipping are used).
 """

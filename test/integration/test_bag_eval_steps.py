@@ -1,4 +1,5 @@
 """The bag evaluator's steps one by one: topics, pass 1, matching, shards of pass 2, summary."""
+import pickle
 import sys
 
 import numpy as np
@@ -130,7 +131,8 @@ def _score(paths, shard_of=None, **protocol):
     try:
         step = shard_of or len(frames)
         for a in range(0, len(frames), step):
-            score_frames(reader, frames[a:a + step], FrameScorer(index, topics, pr, seed=7))
+            shipped = pickle.loads(pickle.dumps(index)) if shard_of else index  # as to a worker
+            score_frames(reader, frames[a:a + step], FrameScorer(shipped, topics, pr, seed=7))
     finally:
         reader.close()
     return frames, index, topics, pr, read

@@ -11,6 +11,7 @@ from urcdc_depth_ros.errors import DataError
 from urcdc_depth_ros.evaluation import bag_io
 from urcdc_depth_ros.kitti import to_bag
 from urcdc_depth_ros.kitti.raw import KittiDrive
+from urcdc_depth_ros.stamps import stamp_to_ns
 
 
 @pytest.fixture(scope='module')
@@ -38,13 +39,13 @@ def test_drive_becomes_a_bag_with_kitti_stamps_images_clouds_and_tf(drive, tmp_p
     assert sorted(msgs) == sorted([to_bag.IMAGE_TOPIC, to_bag.CAMERA_INFO_TOPIC,
                                    to_bag.LIDAR_TOPIC, '/tf_static'])
     imgs = msgs[to_bag.IMAGE_TOPIC]
-    assert [bag_io.stamp_ns(m) for _, m in imgs] == kd.image_stamps_ns.tolist()
+    assert [stamp_to_ns(m.header.stamp) for _, m in imgs] == kd.image_stamps_ns.tolist()
     assert [t for t, _ in imgs] == kd.image_stamps_ns.tolist()
     np.testing.assert_array_equal(bag_io.image_to_numpy(imgs[2][1]), kd.read_image(2))
     assert imgs[0][1].encoding == 'rgb8'
     assert imgs[0][1].header.frame_id == to_bag.CAMERA_FRAME
     clouds = msgs[to_bag.LIDAR_TOPIC]
-    assert [bag_io.stamp_ns(m) for _, m in clouds] == kd.velo_stamps_ns.tolist()
+    assert [stamp_to_ns(m.header.stamp) for _, m in clouds] == kd.velo_stamps_ns.tolist()
     np.testing.assert_array_equal(bag_io.pointcloud_to_xyz(clouds[1][1]), kd.read_scan(1)[:, :3])
     K, P, w, h = bag_io.camera_info_to_numpy(msgs[to_bag.CAMERA_INFO_TOPIC][0][1])
     np.testing.assert_allclose(K, calib.K)

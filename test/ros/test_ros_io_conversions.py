@@ -10,27 +10,27 @@ import cv2
 import numpy as np
 import pytest
 
-from urcdc_depth_ros import ros_io
+from urcdc_depth_ros import encodings, ros_io
 from urcdc_depth_ros.errors import InputError
 from urcdc_depth_ros.pointcloud import depth_to_points
 
 pytestmark = pytest.mark.ros
 
-ENCODINGS = list(ros_io.ENCODINGS)
+ENCODINGS = list(encodings.ENCODINGS)
 HAVE_BRIDGE = importlib.util.find_spec('cv_bridge') is not None and ros_io.have_cv_bridge()
 HAVE_SMPY = importlib.util.find_spec('sensor_msgs_py') is not None
 K = np.array([[500.0, 0.0, 159.5], [0.0, 490.0, 119.5], [0.0, 0.0, 1.0]])
 
 
 def _array(encoding, h=7, w=13, seed=0):
-    dtype, ch = ros_io.ENCODINGS[encoding]
+    t = encodings.ENCODINGS[encoding]
     rng = np.random.default_rng(seed)
-    shape = (h, w) if ch == 1 else (h, w, ch)
-    if dtype == np.float32:
-        a = rng.uniform(0, 80, shape).astype(np.float32)
+    shape = (h, w) if t.channels == 1 else (h, w, t.channels)
+    if t.dtype.kind == 'f':
+        a = rng.uniform(0, 80, shape).astype(t.dtype)
         a[0, 0] = np.nan
         return a
-    return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.integers(0, np.iinfo(t.dtype).max, shape, dtype=t.dtype, endpoint=True)
 
 
 @pytest.mark.parametrize('encoding', ENCODINGS)
@@ -46,7 +46,7 @@ def test_image_round_trip_is_exact_for_every_encoding(encoding):
 def test_padded_rows_are_read_without_the_padding(encoding):
     a = _array(encoding, seed=1)
     row = a[0].nbytes
-    pad = 12
+    pad = 24  # a multiple of every element size (1, 2, 4, 8 B)
     data = np.zeros((a.shape[0], row + pad), np.uint8)
     data[:, :row] = np.ascontiguousarray(a).view(np.uint8).reshape(a.shape[0], row)
     data[:, row:] = 0xAB
@@ -158,6 +158,16 @@ def test_invalid_camera_info_raises_input_error(field, index, value):
         ros_io.parse_camera_info(msg)
 
 
+def test_camera_info_with_only_P_set_takes_its_intrinsics_from_P():
+    P = np.hstack([K, np.array([[-0.54 * 500.0], [0.0], [0.0]])])
+    msg = ros_io.build_camera_info(K, 320, 240, P=P)
+    msg.k = [0.0] * 9
+    np.testing.assert_array_equal(ros_io.parse_camera_info(msg).K, K)
+    msg.p = [0.0] * 12
+    with pytest.raises(InputError, match='not calibrated'):
+        ros_io.parse_camera_info(msg)
+
+
 def test_transformed_camera_info_scales_P_like_K_and_keeps_the_baseline():
     P = np.hstack([K, np.array([[-0.54 * 500.0], [0.0], [0.0]])])  # right stereo camera
     cam = ros_io.parse_camera_info(ros_io.build_camera_info(K, 320, 240, P=P))
@@ -211,9 +221,10 @@ def test_numpy_path_matches_cv_bridge(encoding):  # pragma: no cover - ROS insta
     theirs = bridge.cv2_to_imgmsg(a, encoding=encoding)
     assert (ours.height, ours.width, ours.step, ours.encoding, bytes(ours.data)) == (
         theirs.height, theirs.width, theirs.step, theirs.encoding, bytes(theirs.data))
-    dtype, ch = ros_io.ENCODINGS[encoding]
-    np.testing.assert_array_equal(ros_io._image_to_numpy_np(theirs, dtype, ch),
-                                  bridge.imgmsg_to_cv2(theirs))
+    np.testing.assert_array_equal(
+        encodings.buffer_to_numpy(theirs.data, theirs.height, theirs.width, theirs.step,
+                                  encoding, theirs.is_bigendian),
+        bridge.imgmsg_to_cv2(theirs))
 
 
 @pytest.mark.skipif(not HAVE_SMPY, reason='needs sensor_msgs_py (a ROS install)')

@@ -7,6 +7,7 @@ import pytest
 from urcdc_training.augmentation import (AugmentationParams, TrainAugmentation, color_augment,
                                          cutflip, cutflip_rows, hflip, random_crop,
                                          random_rotate, rotate)
+from urcdc_training.datasets import DataConfig
 
 
 def _row_maps(h=40, w=12):
@@ -105,8 +106,9 @@ def test_color_augment_applies_gamma_brightness_gain_and_clips():
 
 def test_pipeline_without_randomness_is_identity():
     image, depth = _row_maps(20, 30)
-    aug = TrainAugmentation(AugmentationParams(20, 30, do_random_rotate=False, cutflip_prob=0,
-                                               flip_prob=0, color_aug_prob=0))
+    aug = TrainAugmentation(AugmentationParams.from_config(
+        DataConfig(), input_height=20, input_width=30, do_random_rotate=False, cutflip_prob=0,
+        flip_prob=0, color_aug_prob=0))
     out_img, out_dep = aug(image, depth, np.random.default_rng(0))
     np.testing.assert_array_equal(out_img, image)
     np.testing.assert_array_equal(out_dep, depth)
@@ -114,8 +116,9 @@ def test_pipeline_without_randomness_is_identity():
 
 def test_pipeline_cutflips_after_cropping_and_is_reproducible():
     image, depth = _row_maps(40, 30)
-    params = AugmentationParams(20, 10, do_random_rotate=False, cutflip_prob=1.0, flip_prob=0,
-                                color_aug_prob=0)
+    params = AugmentationParams.from_config(DataConfig(), input_height=20, input_width=10,
+                                            do_random_rotate=False, cutflip_prob=1.0,
+                                            flip_prob=0, color_aug_prob=0)
     aug = TrainAugmentation(params)
     out_img, out_dep = aug(image, depth, np.random.default_rng(8))
     assert out_dep.shape == (20, 10) and out_img.shape == (20, 10, 3)
@@ -130,3 +133,13 @@ def test_pipeline_cutflips_after_cropping_and_is_reproducible():
     again = aug(image, depth, np.random.default_rng(8))
     np.testing.assert_array_equal(again[0], out_img)
     np.testing.assert_array_equal(again[1], out_dep)
+
+
+def test_params_come_from_the_data_config_by_name_with_the_data_sets_brightness():
+    nyu = DataConfig.for_dataset('nyu', degree=4.0, gain_range=(0.8, 1.2))
+    params = AugmentationParams.from_config(nyu)
+    assert (params.input_height, params.input_width, params.degree) == (480, 640, 4.0)
+    assert params.gain_range == (0.8, 1.2)
+    assert params.brightness_range == (0.75, 1.25)   # NYU's, not KITTI's (0.9, 1.1)
+    assert AugmentationParams.from_config(DataConfig()).brightness_range == (0.9, 1.1)
+    assert TrainAugmentation(nyu).p == params

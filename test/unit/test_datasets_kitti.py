@@ -184,3 +184,17 @@ def test_bundled_split_lists_parse():
     assert len(official) == 500 and all(e.gt is None for e in official)
     val = parse_split(split_path('kitti_official_valid.txt'), 721.5377)
     assert len(val) == 1000 and all(e.gt and e.focal == 721.5377 for e in val)
+
+
+def test_getitem_key_table_names_exactly_the_keys_each_mode_returns(full_set):
+    from urcdc_training.datasets.base import DepthDataset
+    doc = DepthDataset.__getitem__.__doc__.split('-' * 15)[-1]  # rows below the header rule
+    table = {}
+    for line in doc.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isidentifier() and line.startswith(' ' * 12 + parts[0]):
+            table[parts[0]] = parts[1] != '-'  # False: not returned in train
+    _, cfg = full_set
+    train, evaluation = build_dataset(cfg, 'train')[0], build_dataset(cfg, 'eval')[0]
+    assert set(evaluation) == set(table) == set(build_dataset(cfg, 'test')[0])
+    assert set(train) == {k for k, in_train in table.items() if in_train}

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from urcdc_depth_ros.errors import DataError
-from urcdc_depth_ros.kitti.calib import (KittiCalib, project_to_depth, read_calib_file,
-                                         transform_points, velodyne_to_depth)
+from urcdc_depth_ros.geometry import transform_points
+from urcdc_depth_ros.kitti.calib import KittiCalib, read_calib_file, velodyne_to_depth
 
 
 def test_calibration_round_trips_through_kitti_text_files(tmp_path):
@@ -36,11 +36,3 @@ def test_camera_frame_includes_the_camera_2_offset():
     origin_cam2 = transform_points(calib.T_cam_velo, np.zeros((1, 3)))[0]
     # camera 2 sits ~6 cm left of camera 0, so the same point is ~6 cm further right
     assert origin_cam2[0] - origin_cam0[0] == pytest.approx(0.06, abs=0.01)
-
-
-def test_z_buffer_keeps_the_nearest_return_per_pixel():
-    K = np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
-    pts = np.array([[0.0, 0.0, 10.0], [0.0, 0.0, 5.0], [0.0, 0.0, -3.0], [1e3, 0, 1.0]])
-    depth = project_to_depth(pts, K, 100, 100)
-    assert depth[50, 50] == 5.0
-    assert np.count_nonzero(depth) == 1

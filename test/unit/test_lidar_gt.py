@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from urcdc_depth_ros.errors import DataError
+from urcdc_depth_ros.errors import DataError, InputError
 from urcdc_depth_ros.evaluation import bag_io
 from urcdc_depth_ros.kitti.raw import parse_kitti_stamp_ns
-from urcdc_depth_ros.evaluation.lidar_gt import lidar_depth, scale_intrinsics
+from urcdc_depth_ros.evaluation.lidar_gt import depth_image_intrinsics, lidar_depth
 
 TS = bag_io.get_ros2_typestore()
 
@@ -69,11 +69,21 @@ def test_16uc1_depth_is_millimetres_and_zero_is_missing():
     np.testing.assert_allclose(out, [[np.nan, 1.5], [40.0, 0.001]])
 
 
-def test_truncated_image_message_is_a_data_error():
+def test_truncated_image_message_is_an_input_error():
     msg = bag_io.image_msg(TS, np.zeros((4, 4, 3), np.uint8), 0, 'cam')
     msg.data = msg.data[:10]
-    with pytest.raises(DataError, match='truncated'):
+    with pytest.raises(InputError, match='truncated'):
         bag_io.image_to_numpy(msg)
+
+
+def test_bag_camera_info_follows_the_node_rule_for_K():
+    K = np.array([[100.0, 0, 20], [0, 100.0, 10], [0, 0, 1]])
+    P = np.hstack([K, [[-10.0], [0], [0]]])
+    msg = bag_io.camera_info_msg(TS, np.zeros((3, 3)), 40, 20, 0, 'cam', P=P)
+    np.testing.assert_array_equal(bag_io.camera_info_to_numpy(msg)[0], K)   # K unset: P's
+    msg = bag_io.camera_info_msg(TS, np.diag([-100.0, 100.0, 1.0]), 40, 20, 0, 'cam', P=P)
+    with pytest.raises(InputError, match='non-positive'):   # K set but broken: no fallback
+        bag_io.camera_info_to_numpy(msg)
 
 
 def test_pointcloud_round_trip_keeps_xyz_and_drops_nan():
@@ -102,10 +112,12 @@ def test_tx_is_ignored_by_default_and_applied_once_on_request():
     assert applied[10, 19] == 10.0 and applied[10, 20] == 0.0
 
 
-def test_scale_intrinsics_follows_the_image_size():
-    K = np.array([[100.0, 0, 50], [0, 80.0, 40], [0, 0, 1]])
-    np.testing.assert_allclose(scale_intrinsics(K, (100, 80), (50, 40)),
-                               [[50, 0, 25], [0, 40, 20], [0, 0, 1]])
+def test_depth_image_intrinsics_follow_the_image_size_with_pixel_centres():
+    K = np.array([[100.0, 0, 49.5], [0, 80.0, 39.5], [0, 0, 1]])   # principal point centred
+    np.testing.assert_array_equal(depth_image_intrinsics(K, (100, 80), (100, 80)), K)
+    # halving keeps the principal point at the image centre: (50 - 1) / 2 px, not 49.5 / 2
+    np.testing.assert_allclose(depth_image_intrinsics(K, (100, 80), (50, 40)),
+                               [[50, 0, 24.5], [0, 40, 19.5], [0, 0, 1]])
 
 
 def test_kitti_stamps_keep_nanoseconds_in_utc():

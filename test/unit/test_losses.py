@@ -1,4 +1,4 @@
-"""Losses of DESIGN.md section 3 against hand-computed values, and where gradients flow."""
+"""Losses of docs/method.md §3 against hand-computed values, and where gradients flow."""
 import math
 
 import pytest

@@ -24,7 +24,7 @@ GROUPS = {  # official group name -> our top-level / backbone module prefixes
     'cnn_decoder_glp': ('decoder2.',),
     'cnn_heads': ('last_layer_depth.', 'last_layer_uncer.'),
 }
-# DESIGN.md section 6, large07
+# docs/method.md §6, large07
 LARGE07_PARAMS = dict(total=333_760_486, swin_backbone=194_998_164,
                       cnn_backbone_densenet161=26_472_000,
                       coupling_fusion_convblocks=35_781_120,

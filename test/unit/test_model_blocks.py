@@ -1,4 +1,4 @@
-"""Building blocks pinned to the method's definitions (DESIGN.md section 1)."""
+"""Building blocks pinned to the method's definitions (docs/method.md §1)."""
 from __future__ import annotations
 
 import pytest

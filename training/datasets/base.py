@@ -8,19 +8,8 @@ Split files (the BTS / URCDC-Depth format, one sample per line, paths relative t
     IMAGE GT            KITTI official val_selection_cropped (focal = the data set default)
     IMAGE               KITTI official test (image only)
 
-Samples are dicts (torch tensors unless noted):
-
-    train  image (3, h, w) float32, ImageNet-normalised, augmented, h x w = input size
-           depth (1, h, w) float32 metres, 0 = no GT; focal float (px); has_valid_depth True;
-           path str (the image path as in the split file)
-    eval   image (3, hc, wc) float32 normalised, KB-cropped for KITTI when do_kb_crop
-           (352 x 1216 bottom rows, centred), the whole frame otherwise
-           depth (1, H, W) float32 metres of the FULL frame (0 = no GT); has_valid_depth False
-           when the frame has no GT file (KITTI Eigen: those frames are skipped)
-           crop_top, crop_left int: offset of the crop in the full frame, px, so
-           ``full[top:top + hc, left:left + wc] = prediction`` places it back
-           focal, path as in train. Full-frame sizes differ between KITTI drives: batch 1.
-    test   as eval, with depth all zeros and has_valid_depth False (no GT is read).
+Samples are dicts whose keys differ between train and eval/test: see the key table of
+:meth:`DepthDataset.__getitem__`.
 """
 from __future__ import annotations
 
@@ -33,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from urcdc_depth_ros.config import IMAGENET_MEAN, IMAGENET_STD
+from urcdc_depth_ros.config import (IMAGENET_MEAN, IMAGENET_STD, KITTI_FOCAL_PX,
+                                    KITTI_MAX_DEPTH_M)
 from urcdc_depth_ros.errors import ConfigError, DataError
 
 from ..augmentation import TrainAugmentation
@@ -78,7 +68,7 @@ class DataConfig:
     gt_path_eval: str = ''
     input_height: int = 352
     input_width: int = 1120
-    max_depth: float = 80.0
+    max_depth: float = KITTI_MAX_DEPTH_M
     do_kb_crop: bool = True
     kb_crop_height: int = 352
     kb_crop_width: int = 1216
@@ -282,7 +272,7 @@ class DepthDataset(Dataset):
 
     name = 'base'
     depth_scale = 256.0  # PNG value per metre
-    default_focal = 721.5377
+    default_focal = KITTI_FOCAL_PX
 
     def __init__(self, cfg: DataConfig, mode: str):
         if mode not in MODES:
@@ -333,6 +323,29 @@ class DepthDataset(Dataset):
 
     # ----------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """One sample as a dict; which keys it holds depends on the mode.
+
+        ``h x w`` is the training input size, ``hc x wc`` the eval crop, ``H x W`` the full
+        frame (sizes differ between KITTI drives: evaluate with batch 1)::
+
+            key              train                          eval / test
+            ---------------  -----------------------------  ---------------------------------
+            image            (3, h, w) float32, ImageNet-   (3, hc, wc) float32 normalised:
+                             normalised, augmented          KB crop (352 x 1216, bottom rows,
+                                                            centred) when do_kb_crop, else
+                                                            the whole frame
+            depth            (1, h, w) float32 m, 0 = no    (1, H, W) float32 m of the FULL
+                             GT, augmented with the image   frame, 0 = no GT; test: all 0
+            focal            float, px                      float, px
+            has_valid_depth  True                           eval: False when the frame has no
+                                                            GT file (skipped); test: False
+            path             str, image path of the split   str, as in train
+            crop_top         -                              int px: the crop's row offset
+            crop_left        -                              int px: the crop's column offset
+
+        ``full[crop_top:crop_top + hc, crop_left:crop_left + wc] = prediction`` puts an eval
+        prediction back in the full frame. Tensors are torch; the rest plain Python.
+        """
         e = self.entries[index]
         image = read_rgb(self.image_path(e), e)
         if self.mode == 'train':

@@ -9,7 +9,7 @@ from urcdc_depth_ros.errors import UrcdcDepthError
 
 from .writer import DEFAULT_DATE, generate_dataset
 
-log = logging.getLogger('urcdc_synth')
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                                 lidar_azimuth_step_deg=args.lidar_azimuth_step,
                                 progress=not args.quiet)
     except UrcdcDepthError as exc:
-        log.error('%s', exc)
+        logger.error('%s', exc)
         return 2
     n = args.drives * args.frames
     elapsed = time.perf_counter() - start
-    log.info('%d frames in %.1f s (%.2f frames/s); train split %s, test split %s', n, elapsed,
-             n / max(elapsed, 1e-9), info.train_split, info.test_split)
+    logger.info('%d frames in %.1f s (%.2f frames/s); train split %s, test split %s', n, elapsed,
+                n / max(elapsed, 1e-9), info.train_split, info.test_split)
     return 0
 
 

@@ -16,7 +16,7 @@ from urcdc_depth_ros.kitti.calib import KittiCalib, velodyne_to_depth
 from .lidar import scan
 from .scene import CameraRays, StreetScene, make_street_scene, render_camera
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATE = '2011_09_26'
 FRAME_DT_S = 0.1036  # KITTI's camera period, seconds (about 9.65 Hz)
@@ -189,8 +189,8 @@ def generate_dataset(out_dir: str, drives: int = 2, frames: int = 5, seed: int =
                   * 1e9) + 964389445
     it = range(drives)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc='drives', unit='drive')
+        from urcdc_depth_ros.progress import progress_bar
+        it = progress_bar(it, desc='drives', unit='drive')
     for i in it:
         rng = np.random.default_rng([seed, i])
         generate_drive(os.path.join(date_dir, names[i]),
@@ -214,6 +214,6 @@ def generate_dataset(out_dir: str, drives: int = 2, frames: int = 5, seed: int =
                 lidar_azimuth_step_deg=lidar_azimuth_step_deg)
     with open(os.path.join(out_dir, INFO_FILE), 'w') as f:
         json.dump(meta, f, indent=1)
-    log.info('wrote %d drives x %d frames (%dx%d, fx %.4f px) to %s', drives, frames, width,
-             height, fx, out_dir)
+    logger.info('wrote %d drives x %d frames (%dx%d, fx %.4f px) to %s', drives, frames, width,
+                height, fx, out_dir)
     return info

@@ -42,13 +42,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config import KITTI_MAX_DEPTH_M
 from ..errors import ConfigError, DataError
 from ..metrics import (METRIC_NAMES, MetricAccumulator, ause_aurg, calibration_bins,
                        depth_metrics, metrics_by_range, protocol_pairs, sparsification_curve,
                        valid_mask)
+from ..stamps import stamp_to_ns
 from . import bag_io
 from .bag_topics import EvalTopics, bag_topics, open_bag, resolve_topics
-from .lidar_gt import TX_MODES, lidar_depth, scale_intrinsics
+from .lidar_gt import TX_MODES, depth_image_intrinsics, lidar_depth
 from .report import headline
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class Protocol:
 
     tolerance_ms: float = 50.0
     min_depth: float = 1e-3
-    max_depth: float = 80.0
+    max_depth: float = KITTI_MAX_DEPTH_M
     crop: str | None = 'garg'
     tx_mode: str = 'auto'
 
@@ -161,24 +163,13 @@ class EvalFrame:
         self.status, self.reason = status, reason
 
 
-def _fast_stamp_ns(conn, raw) -> int | None:
-    """Header stamp straight from CDR bytes (header is the first field); None if not CDR."""
-    ext = getattr(conn, 'ext', None)
-    if getattr(ext, 'serialization_format', None) != 'cdr' or len(raw) < 12:
-        return None
-    order = '<' if raw[1] == 1 else '>'
-    sec = int(np.frombuffer(bytes(raw[4:8]), f'{order}i4')[0])
-    nsec = int(np.frombuffer(bytes(raw[8:12]), f'{order}u4')[0])
-    return sec * 1_000_000_000 + nsec
-
-
 def _stamp_of(reader, conn, raw):
     """``(header stamp ns, deserialised message or None)``; decodes only without CDR."""
-    st = _fast_stamp_ns(conn, raw)
+    st = bag_io.connection_stamp_ns(conn, raw)
     if st is not None:
         return st, None
     msg = reader.deserialize(raw, conn.msgtype)
-    return bag_io.stamp_ns(msg), msg
+    return stamp_to_ns(msg.header.stamp), msg
 
 
 # --- step 2: pass 1 ------------------------------------------------------------------------
@@ -206,7 +197,7 @@ def collect_index(reader, topics: EvalTopics) -> BagIndex:
                 continue
             if conn.topic == topics.camera_info:
                 msg = reader.deserialize(raw, conn.msgtype)
-                infos.append((bag_io.stamp_ns(msg), msg))
+                infos.append((stamp_to_ns(msg.header.stamp), msg))
                 if conn.topic not in (topics.primary, topics.image):
                     continue
             stamps[conn.topic].append((_stamp_of(reader, conn, raw)[0], recv_ns))
@@ -335,8 +326,7 @@ class FrameScorer:
         if fr.image_key is not None:
             image = store[fr.image_key]['array']
         h, w = pred.shape
-        K = (K_info if (w, h) == (w_info, h_info)
-             else scale_intrinsics(K_info, (w_info, h_info), (w, h)))
+        K = depth_image_intrinsics(K_info, (w_info, h_info), (w, h))
         return pred, unc, K, P_info, d['frame_id'], image
 
     def _ground_truth(self, cloud: dict, frame_id: str, K, P, shape) -> np.ndarray:
@@ -603,7 +593,8 @@ def evaluate_bag(bag_path: str | os.PathLike | Sequence[str | os.PathLike],
                  depth_topic: str | None = None, uncertainty_topic: str | None = None,
                  image_topic: str | None = None, camera_info_topic: str | None = None,
                  depth_camera_info_topic: str | None = None, lidar_topic: str | None = None,
-                 tolerance_ms: float = 50.0, min_depth: float = 1e-3, max_depth: float = 80.0,
+                 tolerance_ms: float = 50.0, min_depth: float = 1e-3,
+                 max_depth: float = KITTI_MAX_DEPTH_M,
                  crop: str | None = 'garg', tx_mode: str = 'auto',
                  max_frames: int | None = None, n_panels: int = 3, write_report: bool = True,
                  seed: int = 0, baselines: Mapping[str, Mapping] | None = None) -> dict:

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from ..config import KITTI_MAX_DEPTH_M
 from ..errors import ConfigError, UrcdcDepthError
 from .bag_eval import evaluate_bag, load_baseline
 from .lidar_gt import TX_MODES
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--tolerance-ms', type=float, default=50.0,
                    help='max |camera - LiDAR| stamp difference, ms')
     p.add_argument('--min-depth', type=float, default=1e-3, help='evaluation minimum, m')
-    p.add_argument('--max-depth', type=float, default=80.0, help='evaluation maximum, m')
+    p.add_argument('--max-depth', type=float, default=KITTI_MAX_DEPTH_M,
+                   help='evaluation maximum, m')
     p.add_argument('--crop', choices=('garg', 'eigen', 'none'), default='garg')
     p.add_argument('--flip-tta', action='store_true', help='mode (a): flip test-time aug.')
     p.add_argument('--tx-mode', choices=TX_MODES, default='auto',

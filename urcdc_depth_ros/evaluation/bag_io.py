@@ -16,22 +16,19 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..encodings import (ENCODINGS, HOST_BIGENDIAN, buffer_to_numpy, check_array,
+                         depth_to_metres, to_rgb, traits)
 from ..errors import DataError
+from ..geometry import camera_info_intrinsics
+from ..stamps import cdr_stamp_ns, ns_to_sec_nanosec
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POINTCLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
 
-# encoding -> (numpy dtype, channels)
-IMAGE_ENCODINGS = {
-    'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
-    'bgra8': (np.uint8, 4), 'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1),
-    '8UC3': (np.uint8, 3), 'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1),
-    '32FC1': (np.float32, 1), '64FC1': (np.float64, 1),
-}
 _POINTFIELD_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
 
 
@@ -46,23 +43,23 @@ def get_ros2_typestore():
 def _header(ts, stamp_ns: int, frame_id: str):
     time_t = ts.types['builtin_interfaces/msg/Time']
     header_t = ts.types['std_msgs/msg/Header']
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
     return header_t(stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_msg(ts, image: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = 'rgb8'):
-    """Build a ``sensor_msgs/Image`` from (H, W[, C]) data in ``encoding`` (see IMAGE_ENCODINGS).
+    """Build a ``sensor_msgs/Image`` from (H, W[, C]) data in ``encoding``.
 
-    Depth images are ``32FC1`` in metres (NaN = no depth), as REP 118 asks.
+    The data is cast to the encoding's dtype (:data:`urcdc_depth_ros.encodings.ENCODINGS`),
+    then checked against its channels (InputError). Depth images are ``32FC1`` in metres
+    (NaN = no depth), as REP 118 asks.
     """
-    if encoding not in IMAGE_ENCODINGS:
-        raise ValueError(f'encoding={encoding!r} is not one of {sorted(IMAGE_ENCODINGS)}')
-    dtype, _ = IMAGE_ENCODINGS[encoding]
-    arr = np.ascontiguousarray(image, dtype=dtype)
+    arr = np.ascontiguousarray(image, dtype=traits(encoding).dtype)
+    check_array(arr, encoding)
     h, w = arr.shape[:2]
     return ts.types[IMAGE_TYPE](
         header=_header(ts, stamp_ns, frame_id), height=h, width=w, encoding=encoding,
-        is_bigendian=0, step=arr.strides[0], data=arr.view(np.uint8).reshape(-1))
+        is_bigendian=int(HOST_BIGENDIAN), step=arr.strides[0], data=arr.view(np.uint8).reshape(-1))
 
 
 def camera_info_msg(ts, K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str,
@@ -144,62 +141,45 @@ def tf_message(ts, transforms: Iterable[tuple[str, str, np.ndarray]], stamp_ns: 
 
 # --- message -> numpy (bag reading) --------------------------------------------------------
 
-def stamp_ns(msg) -> int:
-    """``header.stamp`` of a message as integer nanoseconds."""
-    st = msg.header.stamp
-    sec = getattr(st, 'sec', None)
-    nsec = getattr(st, 'nanosec', None)
-    if sec is None:  # ROS 1 time
-        sec, nsec = st.secs, st.nsecs  # pragma: no cover - ROS 1 bags built by other tools
-    return int(sec) * 1_000_000_000 + int(nsec)
+def connection_stamp_ns(conn, raw) -> int | None:
+    """Header stamp of a raw bag message without deserialising it; None if it is not CDR.
+
+    ``conn`` is the rosbags connection (its ``ext.serialization_format`` says CDR or not);
+    see :func:`urcdc_depth_ros.stamps.cdr_stamp_ns`.
+    """
+    ext = getattr(conn, 'ext', None)
+    if getattr(ext, 'serialization_format', None) != 'cdr' or len(raw) < 12:
+        return None
+    return cdr_stamp_ns(raw)
 
 
 def image_to_numpy(msg) -> np.ndarray:
-    """``sensor_msgs/Image`` -> (H, W) or (H, W, C) array.
+    """``sensor_msgs/Image`` -> (H, W) or (H, W, C) array (checks: ``encodings.buffer_to_numpy``).
 
-    Colour images come back as uint8 RGB (bgr/bgra are converted, alpha dropped). ``16UC1``
-    depth is millimetres by REP 118 and is returned as float32 metres (0 -> NaN); ``32FC1``
-    is returned as is (metres).
+    Colour images with a channel order come back as uint8 RGB (bgr/bgra are converted, alpha
+    dropped); ``mono8`` and the generic ``8UC*`` stay as stored. Integer depth (``16UC1``,
+    millimetres by REP 118) is returned as float32 metres (0 -> NaN); ``32FC1`` as is (metres).
+    InputError for an unsupported encoding or a malformed message.
     """
-    enc = msg.encoding
-    if enc not in IMAGE_ENCODINGS:
-        raise DataError(f'image encoding {enc!r} is not supported; use one of '
-                        f'{sorted(IMAGE_ENCODINGS)}')
-    dtype, ch = IMAGE_ENCODINGS[enc]
-    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = w * ch * dt.itemsize
-    data = np.asarray(msg.data, np.uint8)
-    if data.size < h * step or step < row_bytes:
-        raise DataError(f'{enc} image {w}x{h} with step {step} has only {data.size} bytes; '
-                        'the message is truncated')
-    rows = data[:h * step].reshape(h, step)
-    if step != row_bytes:
-        rows = np.ascontiguousarray(rows[:, :row_bytes])
-    arr = rows.view(dt).reshape((h, w, ch) if ch > 1 else (h, w))
-    arr = arr.astype(dt.newbyteorder('='), copy=False)
-    if enc in ('bgr8', 'bgra8'):
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc == 'rgba8':
-        return np.ascontiguousarray(arr[..., :3])
-    if enc in ('16UC1', 'mono16'):
-        depth = arr.astype(np.float32) / 1000.0
-        depth[arr == 0] = np.nan
-        return depth
+    enc = str(msg.encoding)
+    arr = buffer_to_numpy(msg.data, msg.height, msg.width, msg.step, enc, msg.is_bigendian,
+                          readonly=False)
+    t = ENCODINGS[enc]
+    if t.depth_units_per_m is not None:
+        return depth_to_metres(arr, enc)
+    if t.colour and t.channels > 1:
+        return to_rgb(arr, enc)
     return arr
 
 
 def camera_info_to_numpy(msg) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """``sensor_msgs/CameraInfo`` -> (K (3, 3), P (3, 4), width, height), pixels."""
-    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    """``sensor_msgs/CameraInfo`` -> (K (3, 3), P (3, 4), width, height), pixels.
+
+    K follows :func:`~urcdc_depth_ros.geometry.camera_info_intrinsics`, the rule the node uses
+    too: the message's K, or ``P[:, :3]`` when K is all zeros; InputError otherwise.
+    """
     P = np.asarray(msg.p, np.float64).reshape(3, 4)
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        if P[0, 0] > 0 and P[1, 1] > 0:
-            K = P[:, :3].copy()
-        else:
-            raise DataError(f'camera_info has no focal length (K={K.ravel().tolist()!r}); '
-                            'the camera is not calibrated')
-    return K, P, int(msg.width), int(msg.height)
+    return camera_info_intrinsics(msg.k, P), P, int(msg.width), int(msg.height)
 
 
 def pointcloud_to_xyz(msg) -> np.ndarray:
@@ -319,6 +299,6 @@ class TransformTree:
 
 
 __all__ = ['get_ros2_typestore', 'image_msg', 'camera_info_msg', 'pointcloud_msg', 'tf_message',
-           'stamp_ns', 'image_to_numpy', 'camera_info_to_numpy', 'pointcloud_to_xyz',
+           'connection_stamp_ns', 'image_to_numpy', 'camera_info_to_numpy', 'pointcloud_to_xyz',
            'transform_to_matrix', 'matrix_to_quaternion', 'quaternion_to_matrix',
-           'TransformTree', 'IMAGE_ENCODINGS']
+           'TransformTree']

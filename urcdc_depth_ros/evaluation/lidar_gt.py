@@ -2,7 +2,7 @@
 
 Chain: cloud points (LiDAR frame, metres) --``T_cam_lidar`` from the bag's TF--> camera
 optical frame (x right, y down, z forward) --intrinsics--> pixels; where several returns land
-on one pixel the nearest is kept (:func:`urcdc_depth_ros.kitti.calib.project_to_depth`).
+on one pixel the nearest is kept (:func:`urcdc_depth_ros.geometry.project_to_depth`).
 
 Stereo offset rule (``tx_mode``): a CameraInfo ``P`` may carry ``Tx = -fx' * B`` (and ``Ty``)
 for the second camera of a rectified stereo pair. That offset and the TF describe the same
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kitti.calib import points_to_depth
+from ..geometry import points_to_depth, resize_intrinsics
 
 TX_MODES = ('auto', 'tf', 'apply')
 
@@ -65,12 +65,19 @@ def lidar_depth(points_lidar: np.ndarray, T_cam_lidar: np.ndarray, K: np.ndarray
     return points_to_depth(points_lidar, T, Kp, width, height, min_depth=min_depth)
 
 
-def scale_intrinsics(K: np.ndarray, from_wh: tuple[int, int],
-                     to_wh: tuple[int, int]) -> np.ndarray:
-    """K of a camera of size ``from_wh`` resampled to ``to_wh`` (per-axis scale), pixels."""
-    sx = to_wh[0] / from_wh[0]
-    sy = to_wh[1] / from_wh[1]
-    return np.diag([sx, sy, 1.0]) @ np.asarray(K, np.float64)
+def depth_image_intrinsics(K_info: np.ndarray, info_wh: tuple[int, int],
+                           depth_wh: tuple[int, int]) -> np.ndarray:
+    """K of a depth image of size ``depth_wh`` from a camera_info of size ``info_wh``, pixels.
+
+    A depth image recorded at another resolution than its camera_info (a node publishing at
+    the network size) is a resample of that camera's image, so K follows
+    :func:`urcdc_depth_ros.geometry.resize_intrinsics`: the same pixel-centre rule the node
+    uses for the ``K`` it publishes.
+    """
+    K = np.asarray(K_info, np.float64)
+    if tuple(depth_wh) == tuple(info_wh):
+        return K
+    return resize_intrinsics(K, (info_wh[1], info_wh[0]), (depth_wh[1], depth_wh[0]))
 
 
-__all__ = ['lidar_depth', 'intrinsics_and_offset', 'scale_intrinsics', 'TX_MODES']
+__all__ = ['lidar_depth', 'intrinsics_and_offset', 'depth_image_intrinsics', 'TX_MODES']

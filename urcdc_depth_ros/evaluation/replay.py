@@ -43,6 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError, NodeError
+from ..stamps import cdr_stamp_ns
 from . import bag_io
 from .bag_eval import evaluate_bag
 from .bag_topics import (IMAGE_PREFER, bag_topics, camera_info_topic_for, open_bag, pick_topic,
@@ -54,14 +55,6 @@ logger = logging.getLogger(__name__)
 OUTPUTS = {'depth': bag_io.IMAGE_TYPE, 'uncertainty': bag_io.IMAGE_TYPE,
            'depth/camera_info': bag_io.CAMERA_INFO_TYPE}
 RATES = ('max', 'bag')
-
-
-def _cdr_stamp_ns(raw: bytes) -> int:
-    """Header stamp from CDR bytes (little or big endian encapsulation)."""
-    order = '<' if raw[1] == 1 else '>'
-    sec = int(np.frombuffer(raw[4:8], f'{order}i4')[0])
-    nsec = int(np.frombuffer(raw[8:12], f'{order}u4')[0])
-    return sec * 1_000_000_000 + nsec
 
 
 def _node_command(node_cmd: str | Sequence[str] | None, params_file: str | None,
@@ -142,7 +135,7 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
         for conn, _, raw in reader.messages(
                 connections=[c for c in reader.connections if c.topic == camera_info_topic]):
             data = cdr(conn, raw)
-            infos.append((_cdr_stamp_ns(data), data))
+            infos.append((cdr_stamp_ns(data), data))
         if not infos:
             raise DataError(f'{camera_info_topic!r} holds no message')
         info_stamps = np.array([s for s, _ in infos], np.int64)
@@ -169,7 +162,7 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
 
         def on_output(key):
             def cb(raw: bytes):
-                received[key].append((time.time_ns(), _cdr_stamp_ns(raw), bytes(raw)))
+                received[key].append((time.time_ns(), cdr_stamp_ns(raw), bytes(raw)))
             return cb
 
         subs = [node.create_subscription(Image if t == bag_io.IMAGE_TYPE else CameraInfo,
@@ -197,7 +190,7 @@ def replay_through_node(bag_path: str | os.PathLike, out_bag: str | os.PathLike,
                 if max_frames is not None and sent >= max_frames:
                     break
                 data = cdr(conn, raw)
-                st = _cdr_stamp_ns(data)
+                st = cdr_stamp_ns(data)
                 if rate == 'bag' and prev_log is not None:
                     wait = (log_ns - prev_log) / 1e9 - (time.monotonic() - prev_wall)
                     end = time.monotonic() + max(wait, 0.0)

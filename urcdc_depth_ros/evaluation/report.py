@@ -19,7 +19,7 @@ import numpy as np
 
 from ..metrics import HIGHER_IS_BETTER, METRIC_NAMES
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 LABELS = {'silog': 'SILog', 'abs_rel': 'AbsRel', 'log10': 'log10', 'rms': 'RMSE (m)',
           'sq_rel': 'SqRel', 'log_rms': 'RMSElog', 'd1': 'δ<1.25', 'd2': 'δ<1.25²',
@@ -77,7 +77,7 @@ def write_outputs(out_dir: str | os.PathLike, result: dict, series: dict) -> dic
         f.write(md)
     with open(paths['report_html'], 'w') as f:
         f.write(render_html(result, figs))
-    LOG.info('report written to %s', paths['report_html'])
+    logger.info('report written to %s', paths['report_html'])
     return paths
 
 

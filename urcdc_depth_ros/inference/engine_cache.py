@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import BackendError
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
 SIDECAR_SUFFIX = '.json'
@@ -204,11 +204,11 @@ def ensure_engine(onnx_path: str | os.PathLike, precision: str, device: DeviceIn
         else:
             bad = mismatches(sidecar, key.to_dict())
             if not bad:
-                LOG.info('using cached TensorRT engine %s', engine_path)
+                logger.info('using cached TensorRT engine %s', engine_path)
                 return engine_path, sidecar
             reason = 'stale cached engine (' + '; '.join(bad) + ')'
-    LOG.warning('building TensorRT engine %s from %s: %s; this takes minutes on a Jetson',
-                engine_path, onnx_path, reason)
+    logger.warning('building TensorRT engine %s from %s: %s; this takes minutes on a Jetson',
+                   engine_path, onnx_path, reason)
     t0 = time.perf_counter()
     fd, tmp = tempfile.mkstemp(prefix='.building-', suffix='.engine', dir=cache_dir)
     os.close(fd)
@@ -223,7 +223,7 @@ def ensure_engine(onnx_path: str | os.PathLike, precision: str, device: DeviceIn
     seconds = time.perf_counter() - t0
     extra.setdefault('build_seconds', round(seconds, 3))
     sidecar = write_sidecar(engine_path, key, **extra)
-    LOG.warning('built TensorRT engine %s in %.1f s (%s)', engine_path, seconds, reason)
+    logger.warning('built TensorRT engine %s in %.1f s (%s)', engine_path, seconds, reason)
     return engine_path, sidecar
 
 

@@ -16,7 +16,7 @@ from ..errors import BackendError, ConfigError
 from .base import (INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, pad_batch,
                    require_file)
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: preferred provider order when ``providers='auto'``
 PROVIDER_PREFERENCE = ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
@@ -111,8 +111,8 @@ class OnnxRuntimeBackend:
             raise BackendError(f'{path!r} input shape {shape!r} disagrees with its metadata '
                                f'{self.input_shape!r}; re-export it')
         self.model_path = path
-        LOG.info('onnxruntime backend: %s on %s (%s, %d threads)', path, self.providers,
-                 graph_optimization, opts.intra_op_num_threads)
+        logger.info('onnxruntime backend: %s on %s (%s, %d threads)', path, self.providers,
+                    graph_optimization, opts.intra_op_num_threads)
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 normalised -> {'depth', 'uncertainty'} each (N, 1, H, W)."""

@@ -23,7 +23,7 @@ from .base import INPUT_NAME, OUTPUT_NAMES, check_input, pad_batch, require_file
 from .engine_cache import check_engine_compatible, ensure_engine
 from .tensorrt_build import build_engine, current_device_info, import_tensorrt, read_onnx_meta
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class TensorRTBackend:
@@ -75,8 +75,8 @@ class TensorRTBackend:
             self.close()
             raise
         self.model_path = engine_path
-        LOG.info('tensorrt backend: %s on %s (TensorRT %s)', engine_path, info.gpu_name,
-                 info.tensorrt_version)
+        logger.info('tensorrt backend: %s on %s (TensorRT %s)', engine_path, info.gpu_name,
+                    info.tensorrt_version)
 
     @staticmethod
     def _cached_engine(onnx_path, info, precision, cache_dir, rebuild, dla_core, **build_opts):

@@ -25,7 +25,7 @@ from ..config import ModelMeta
 from ..errors import BackendError
 from .engine_cache import DeviceInfo, PRECISIONS
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: ONNX operators the TensorRT 10 ONNX parser supports (onnx-tensorrt ``docs/operators.md``,
 #: release 10.x, rows marked "Y"); the export test checks every node of our graph is here.
@@ -283,7 +283,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     n_fp32 = 0
     if precision in ('fp16', 'int8'):
         if not builder.platform_has_fast_fp16:
-            LOG.warning('this GPU has no fast FP16; the engine may be slower than FP32')
+            logger.warning('this GPU has no fast FP16; the engine may be slower than FP32')
         config.set_flag(trt.BuilderFlag.FP16)
         if keep_fp32_norms:
             n_fp32 = _keep_fp32(trt, network)
@@ -304,8 +304,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    LOG.info('building %s engine from %s (%d layers, %d pinned to FP32)', precision, onnx_path,
-             network.num_layers, n_fp32)
+    logger.info('building %s engine from %s (%d layers, %d pinned to FP32)', precision, onnx_path,
+                network.num_layers, n_fp32)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f'TensorRT failed to build {onnx_path!r} at {precision}; see the '

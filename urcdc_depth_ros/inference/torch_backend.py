@@ -14,7 +14,7 @@ from ..config import ModelMeta
 from ..errors import BackendError, CheckpointError, ConfigError
 from .base import check_input, require_file
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class TorchBackend:
@@ -80,14 +80,14 @@ class TorchBackend:
         self.device = torch.device(device)
         self.fp16 = bool(fp16 if fp16 is not None else self.device.type == 'cuda')
         if self.fp16 and self.device.type != 'cuda':
-            LOG.warning('fp16 ignored on %s (CPU half precision is slower and less accurate)',
-                        self.device)
+            logger.warning('fp16 ignored on %s (CPU half precision is slower and less accurate)',
+                           self.device)
             self.fp16 = False
         self._net = net.eval().to(self.device)
         self.meta = meta
         self.input_shape = (1, 3, meta.input_height, meta.input_width)
-        LOG.info('torch backend: %s on %s%s', meta.variant, self.device,
-                 ' (fp16 autocast)' if self.fp16 else '')
+        logger.info('torch backend: %s on %s%s', meta.variant, self.device,
+                    ' (fp16 autocast)' if self.fp16 else '')
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 normalised -> {'depth', 'uncertainty'} each (N, 1, H, W)."""

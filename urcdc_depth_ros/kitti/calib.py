@@ -1,5 +1,7 @@
 """KITTI raw calibration files: read, write, and project Velodyne points into camera 2.
 
+The projection itself (any LiDAR, any camera) is :func:`urcdc_depth_ros.geometry.points_to_depth`.
+
 Frames: ``velo`` (x forward, y left, z up, metres) -> ``cam0`` (unrectified) -> rectified cam0
 (``R_rect_00``) -> camera 2 optical frame (x right, y down, z forward; REP 103 optical). The
 camera-2 offset (``P_rect_02[:, 3]``, about 6 cm) is folded into the transform, so the matching
@@ -12,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import KITTI_FOCAL_PX
 from ..errors import DataError
+from ..geometry import points_to_depth
 
 # KITTI 2011_09_26 calibration (KITTI raw devkit), the generator's default camera.
 KITTI_2011_09_26 = {
-    'P_rect_02': np.array([[7.215377e+02, 0.0, 6.095593e+02, 4.485728e+01],
-                           [0.0, 7.215377e+02, 1.728540e+02, 2.163791e-01],
+    'P_rect_02': np.array([[KITTI_FOCAL_PX, 0.0, 6.095593e+02, 4.485728e+01],
+                           [0.0, KITTI_FOCAL_PX, 1.728540e+02, 2.163791e-01],
                            [0.0, 0.0, 1.0, 2.745884e-03]]),
     # the right colour camera: P_rect_03[:, 3] = K @ t, t its offset from cam0 (~0.47 m right,
     # so the 02-03 baseline is ~0.53 m)
@@ -126,7 +130,14 @@ class KittiCalib:
         return cls(c['P_rect_02'].copy(), c['R_rect_00'].copy(), t, *c['size_wh'])
 
     def scaled(self, width: int, height: int) -> 'KittiCalib':
-        """The same camera resampled to ``width`` x ``height`` (intrinsics scaled per axis)."""
+        """A KITTI-like camera of ``width`` x ``height``: ``P_rect`` scaled per axis.
+
+        This defines a new camera (the synthetic generator renders its images with exactly
+        this ``K``), it does not resample existing KITTI images: for that use
+        :func:`urcdc_depth_ros.geometry.resize_intrinsics`, whose pixel-centre rule moves the
+        principal point by another ``0.5 * (s - 1)`` px. Kept as the plain scale so the
+        synthetic data sets stay byte-identical.
+        """
         s = np.diag([width / self.width, height / self.height, 1.0])
         return KittiCalib(s @ self.P_rect, self.R_rect_00, self.T_cam0_velo, width, height)
 
@@ -175,58 +186,6 @@ class KittiCalib:
                            [-7.854027e-04, 9.998898e-01, -1.482298e-02],
                            [2.024406e-03, 1.482454e-02, 9.998881e-01]]),
             'T': np.array([-8.086759e-01, 3.195559e-01, -7.997231e-01])})
-
-
-def project_to_depth(points_cam: np.ndarray, K: np.ndarray, width: int, height: int,
-                     min_depth: float = 0.1) -> np.ndarray:
-    """Z-buffer points in a camera optical frame into a sparse depth image.
-
-    Args:
-        points_cam: (N, 3+) x, y, z in the optical frame, metres.
-        K: (3, 3) intrinsics, pixels.
-    Returns:
-        (height, width) float32 depth, metres; 0 where no point lands. Where several points
-        hit one pixel the nearest is kept (occlusion by the closest return).
-    """
-    pts = np.asarray(points_cam, np.float64)[:, :3]
-    pts = pts[np.isfinite(pts).all(axis=1) & (pts[:, 2] > min_depth)]
-    uvw = pts @ K.T
-    uf, vf = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
-    # reason: most of a LiDAR scan falls outside the image; a loose test on the unrounded
-    # coordinates drops it before the exact rounding and bounds test below
-    near = np.flatnonzero((uf > -1) & (uf < width) & (vf > -1) & (vf < height))
-    u = np.round(uf.take(near)).astype(np.int64)
-    v = np.round(vf.take(near)).astype(np.int64)
-    z = pts[:, 2].take(near)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    u, v, z = u[inside], v[inside], z[inside]
-    depth = np.full(height * width, np.inf)
-    np.minimum.at(depth, v * width + u, z)
-    depth[~np.isfinite(depth)] = 0.0
-    return depth.reshape(height, width).astype(np.float32)
-
-
-def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (4, 4) rigid transform to (N, 3+) points; extra columns are dropped."""
-    p = np.asarray(points, np.float64)[:, :3]
-    return p @ T[:3, :3].T + T[:3, 3]
-
-
-def points_to_depth(points: np.ndarray, T_cam_points: np.ndarray, K: np.ndarray, width: int,
-                    height: int, min_depth: float = 0.1) -> np.ndarray:
-    """Sensor-frame points (N, 3+) -> (height, width) float32 sparse camera depth, metres.
-
-    ``T_cam_points`` (4, 4) maps the points into the camera optical frame; then as
-    :func:`project_to_depth`. Points behind the camera (half of a 360-degree scan) are
-    dropped before the transform.
-    """
-    T = np.asarray(T_cam_points, np.float64)
-    pts = np.asarray(points)[:, :3]
-    with np.errstate(invalid='ignore'):
-        # loose (1 um): project_to_depth applies the exact min_depth test after the transform
-        ahead = pts @ T[2, :3] + T[2, 3] > min_depth - 1e-6
-    return project_to_depth(transform_points(T, np.compress(ahead, pts, axis=0)), K,
-                            int(width), int(height), min_depth=min_depth)
 
 
 def velodyne_to_depth(points_velo: np.ndarray, calib: KittiCalib) -> np.ndarray:

@@ -35,7 +35,7 @@ from ..errors import DataError, UrcdcDepthError
 from ..evaluation import bag_io
 from .raw import KittiDrive
 
-LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_TOPIC = '/kitti/camera_color_left/image_raw'
 CAMERA_INFO_TOPIC = '/kitti/camera_color_left/camera_info'
@@ -126,8 +126,8 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
         writer.write(c_tf, first_ns, ts.serialize_cdr(tf, bag_io.TF_TYPE))
         frames = range(start, end)
         if progress:
-            from tqdm import tqdm
-            frames = tqdm(frames, desc=f'kitti2bag {drive.name}', unit='frame')
+            from ..progress import progress_bar
+            frames = progress_bar(frames, desc=f'kitti2bag {drive.name}', unit='frame')
         for i in frames:
             for view, frame, c_img, c_info in conns:
                 _write_camera_frame(ts, writer, view, i, frame, c_img, c_info)
@@ -140,8 +140,8 @@ def convert_drive(drive_dir: str, out_bag: str, storage: str = 'mcap', start: in
                'frames': end - start, 'scans': n_scans, 'first_stamp_ns': first_ns,
                'last_stamp_ns': int(drive.image_stamps_ns[end - 1]), 'cameras': list(cameras),
                'topics': topics + [LIDAR_TOPIC, TF_STATIC_TOPIC]}
-    LOG.info('wrote %d frames of %s and %d scans of %s to %s (%s)', summary['frames'],
-             '+'.join(cameras), n_scans, drive.name, out_bag, storage)
+    logger.info('wrote %d frames of %s and %d scans of %s to %s (%s)', summary['frames'],
+                '+'.join(cameras), n_scans, drive.name, out_bag, storage)
     return summary
 
 
@@ -186,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                           overwrite=args.overwrite, progress=not args.no_progress,
                           cameras=parse_cameras(args.cameras))
     except UrcdcDepthError as exc:
-        LOG.error('%s', exc)
+        logger.error('%s', exc)
         return 2
-    LOG.info('%s: %d frames, %d scans, topics %s', s['path'], s['frames'], s['scans'],
-             ', '.join(s['topics']))
+    logger.info('%s: %d frames, %d scans, topics %s', s['path'], s['frames'], s['scans'],
+                ', '.join(s['topics']))
     return 0
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import KITTI_MAX_DEPTH_M
 from .checkpoint import (infer_variant, init_backbones, load_weights, read_checkpoint,
                          save_checkpoint)
 from .urcdc import DepthOutput, URCDCDepth
 from .variants import PAPER_VARIANTS, VARIANTS, resolve_variant
 
 
-def build_model(name: str, max_depth: float = 80.0, **overrides: Any) -> URCDCDepth:
+def build_model(name: str, max_depth: float = KITTI_MAX_DEPTH_M,
+                **overrides: Any) -> URCDCDepth:
     """Build variant ``name`` with random weights.
 
     Args:

@@ -1,6 +1,8 @@
 """CNN decoder, GLP-style: 1x1 projections and three selective-feature-fusion (SFF) blocks.
 
-Adapted from GLPDepth (Kim et al. 2022); bilinear x2 upsampling, stride 32 -> stride 1.
+Adapted from the official URCDC-Depth code (``networks/NewCRFDepth.py``, ``Decoder_CNN`` and
+``SelectiveFeatureFusion``; MIT), which follows GLPDepth (Kim et al. 2022); bilinear x2
+upsampling, stride 32 -> stride 1.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import KITTI_MAX_DEPTH_M
 from ..errors import InputError
 from .cnn_decoder import GLPDecoder
 from .coupling import CoupledBackbone
@@ -51,7 +52,8 @@ class URCDCDepth(nn.Module):
         cfg: the resolved architecture dict (see ``variants.VARIANTS``).
     """
 
-    def __init__(self, variant: str, cfg: dict[str, Any], max_depth: float = 80.0):
+    def __init__(self, variant: str, cfg: dict[str, Any],
+                 max_depth: float = KITTI_MAX_DEPTH_M):
         super().__init__()
         self.variant = variant
         self.max_depth = float(max_depth)
