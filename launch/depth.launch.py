@@ -1,22 +1,36 @@
 """Launch the URCDC-Depth node: ``ros2 launch urcdc_depth_ros depth.launch.py model_path:=...``.
 
 Arguments: namespace, params_file (default: the installed config/depth.yaml), image_topic,
-camera_info_topic, and backend, model_path, use_compressed, which override the params file only
-when given. The node's relative topics ``image``,
-``image/compressed`` and ``camera_info`` are remapped onto the given topics; outputs (``depth``,
-``uncertainty``, ``depth/camera_info``, ``points``, ...) appear under the namespace.
+camera_info_topic, and backend, model_path, use_compressed, cameras (comma-separated names, e.g.
+``cameras:=cam_02,cam_03``), which override the params file only when given; rviz (``true``
+also starts ``rviz2`` with the installed config/depth.rviz, when rviz2 is installed). The node's
+relative topics ``image``, ``image/compressed`` and ``camera_info`` are remapped onto the given
+topics; outputs (``depth``, ``uncertainty``, ``depth/camera_info``, ``points``, ...) appear
+under the namespace. A rig's topics are per camera (``<cam>/image``, ``<cam>/depth``, ...) and
+are not remapped: give each camera driver those names, or remap in your own launch file.
 """
 import os
+import shutil
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = 'urcdc_depth_ros'
 #: launch arguments that override the params file, and only when given (empty = the file's)
-PARAM_ARGS = ('backend', 'model_path', 'use_compressed')
+PARAM_ARGS = ('backend', 'model_path', 'use_compressed', 'cameras')
+RVIZ_CONFIG = 'depth.rviz'
+
+
+def _typed(name: str, value: str):
+    """A launch argument's string as the node declares the parameter."""
+    if name == 'use_compressed':
+        return value.strip().lower() == 'true'
+    if name == 'cameras':
+        return [c.strip() for c in value.split(',') if c.strip()]
+    return value
 
 
 def _param_overrides(context) -> dict:
@@ -25,13 +39,26 @@ def _param_overrides(context) -> dict:
     for name in PARAM_ARGS:
         value = context.launch_configurations.get(name, '')
         if value != '':
-            out[name] = value.strip().lower() == 'true' if name == 'use_compressed' else value
+            out[name] = _typed(name, value)
     return out
+
+
+def _rviz(context, config_dir: str) -> list:
+    """``rviz2 -d depth.rviz`` when ``rviz:=true`` and rviz2 is installed, else a note."""
+    if context.launch_configurations.get('rviz', 'false').strip().lower() != 'true':
+        return []
+    if shutil.which('rviz2') is None:
+        return [LogInfo(msg='rviz:=true but rviz2 is not installed (apt install '
+                            'ros-$ROS_DISTRO-rviz2); starting the node alone')]
+    return [Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
+                 namespace=LaunchConfiguration('namespace'),
+                 arguments=['-d', os.path.join(config_dir, RVIZ_CONFIG)])]
 
 
 def _node(context):
     image_topic = LaunchConfiguration('image_topic')
-    return [Node(
+    config_dir = os.path.join(get_package_share_directory(PACKAGE), 'config')
+    return _rviz(context, config_dir) + [Node(
         package=PACKAGE,
         executable='depth_node',
         name='depth_node',
@@ -68,5 +95,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('use_compressed', default_value='',
                               description='true: subscribe to <image_topic>/compressed; '
                                           'empty = the params file\'s'),
+        DeclareLaunchArgument('cameras', default_value='',
+                              description='comma-separated camera names of a rig (one node, '
+                                          'topics <cam>/...); empty = the params file\'s'),
+        DeclareLaunchArgument('rviz', default_value='false',
+                              description='true: also start rviz2 with config/depth.rviz'),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=_node)])

@@ -7,7 +7,8 @@ The runtime package (docs/architecture.md has one line per module):
 * :mod:`.inference` the backends behind one Protocol (torch, ONNX Runtime, TensorRT) and the
   TensorRT engine cache; :mod:`.model` the network (torch).
 * :mod:`.node` the ROS 2 lifecycle node, with :mod:`.ros_io` (messages), :mod:`.pointcloud`,
-  :mod:`.diagnostics` and :mod:`.frame_buffer`.
+  :mod:`.diagnostics`, :mod:`.frame_buffer` and :mod:`.cameras` (camera rigs: names,
+  per-camera overrides and topics).
 * :mod:`.evaluation` the rosbag tools (``urcdc-bag-eval``, replay through the node, report);
   :mod:`.kitti` KITTI calibration, raw drives and ``urcdc-kitti2bag``.
 * :mod:`.geometry` intrinsics (validate, CameraInfo rule, resize, crop; one pixel-centre

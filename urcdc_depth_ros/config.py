@@ -138,9 +138,11 @@ class EstimatorConfig:
     """How the :class:`DepthEstimator` maps camera images to the network and back.
 
     Attributes:
-        resize_mode: ``'kb_crop'`` (KITTI-style: bottom rows, horizontally centred crop of the
-            model input size; the image is first resized only if smaller) or ``'resize'``
-            (whole image resized to the model input).
+        resize_mode: ``'auto'`` (resize so that fx equals the model's training focal, then
+            KB-crop where larger than the model input, pad where smaller: right metric scale
+            and the widest view without tuning), ``'kb_crop'`` (KITTI-style: bottom rows,
+            horizontally centred crop of the model input size; the image is first resized only
+            if smaller) or ``'resize'`` (whole image resized to the model input).
         output_resolution: ``'input'`` (depth at the camera image size; pixels outside the
             model's view are NaN) or ``'model'`` (depth at the network size, with matching K).
         rescale_focal: scale depth by ``fx / meta.focal_px`` (metric depth for cameras whose
@@ -156,7 +158,8 @@ class EstimatorConfig:
     """
 
     resize_mode: str = setting(
-        'kb_crop', "'kb_crop' (KITTI-style crop of the model input size) or 'resize'")
+        'auto', "'auto' (scale to the model's training focal, then KB-crop or pad), "
+        "'kb_crop' (KITTI-style crop of the model input size) or 'resize'")
     output_resolution: str = setting(
         'input', "'input' (depth at camera size) or 'model' (network size)")
     rescale_focal: bool = setting(True, "scale depth by fx / the training camera's focal length")
@@ -170,7 +173,7 @@ class EstimatorConfig:
     max_depth: float | None = setting(None, "largest valid depth (m); 0 = the model's",
                                       (0.0, 1e4))
 
-    RESIZE_MODES = ('kb_crop', 'resize')
+    RESIZE_MODES = ('auto', 'kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')
     UNCERTAINTY_KINDS = ('metres', 'bound90', 'relative', 'confidence')
 
@@ -194,7 +197,9 @@ class NodeConfig:
     The node declares one parameter per field (plus the ``EstimatorConfig`` fields); YAML files
     only override. Units are in the names: ``_s`` seconds, ``_m`` metres, ``_px`` pixels.
     Zero means "off / not set" for ``fx``..``cy``, ``points_max_range_m``,
-    ``points_max_uncertainty`` and ``colorize_max_depth_m``.
+    ``points_max_uncertainty`` and ``colorize_max_depth_m``. ``cameras`` (empty = one camera
+    on unprefixed topics), ``sync`` (``'latest'`` or ``'stamp'``), ``sync_tolerance_s`` and
+    ``sync_wait_s`` describe a rig (:mod:`urcdc_depth_ros.cameras`).
     """
 
     autostart: bool = setting(
@@ -249,8 +254,22 @@ class NodeConfig:
     output_depth: int = setting(1, 'QoS history depth of every output', (1, 1000))
     diagnostics_period_s: float = setting(
         1.0, 'period (s) of the /diagnostics status', (0.05, 60.0))
+    cameras: tuple[str, ...] = setting(
+        (), 'camera names of a rig; each has <cam>/image, <cam>/camera_info in and '
+        '<cam>/depth, ... out, and <cam>.<setting> overrides; empty = one camera on '
+        'unprefixed topics')
+    sync: str = setting(
+        'latest', "'latest' (each camera's newest frame, batched as they come) or 'stamp' "
+        '(wait for frames of every camera with matching stamps)')
+    sync_tolerance_s: float = setting(
+        0.005, "largest stamp difference (s) of frames batched together with sync 'stamp'",
+        (0.0, 10.0))
+    sync_wait_s: float = setting(
+        0.05, "how long (s) sync 'stamp' waits for the missing cameras before running the "
+        'ones it has', (0.0, 10.0))
 
     RELIABILITIES = ('best_effort', 'reliable')
+    SYNC_MODES = ('latest', 'stamp')
 
 
 def replace_known(cls, values: Mapping[str, Any], base=None):

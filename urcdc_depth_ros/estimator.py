@@ -10,11 +10,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from .config import EstimatorConfig, ModelMeta
-from .errors import BackendError, ConfigError
+from .errors import BackendError, ConfigError, InputError
 from .inference import InferenceBackend, create_backend
 from .postprocessing import postprocess
 from .preprocessing import preprocess
@@ -83,19 +84,25 @@ class DepthEstimator:
         return cls(create_backend(backend, model_path, **backend_options), config)
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backend call(s) on a (1, 3, h, w) input -> (depth (h, w), confidence (h, w))."""
+        """Backend call(s) on an (N, 3, h, w) input -> (depth (N, h, w), confidence (N, h, w)).
+
+        One backend call for the whole batch (two with flip TTA).
+        """
+        n = x.shape[0]
         out = self.backend.infer(x)
         try:
-            depth = np.asarray(out['depth'], np.float32)[0, 0]
-            conf = np.asarray(out['uncertainty'], np.float32)[0, 0]
+            depth = np.asarray(out['depth'], np.float32)[:, 0]
+            conf = np.asarray(out['uncertainty'], np.float32)[:, 0]
+            if depth.shape[0] != n or conf.shape[0] != n:
+                raise IndexError(f'batch of {depth.shape[0]} results for {n} inputs')
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendError(f'backend {self.backend.name!r} returned a malformed result '
                                f'({exc}); expected depth/uncertainty of shape (N, 1, H, W)'
                                ) from exc
         if self.config.flip_tta:
             out_f = self.backend.infer(np.ascontiguousarray(x[..., ::-1]))
-            depth_f = np.asarray(out_f['depth'], np.float32)[0, 0, :, ::-1]
-            conf_f = np.asarray(out_f['uncertainty'], np.float32)[0, 0, :, ::-1]
+            depth_f = np.asarray(out_f['depth'], np.float32)[:, 0, :, ::-1]
+            conf_f = np.asarray(out_f['uncertainty'], np.float32)[:, 0, :, ::-1]
             depth = fuse_flip(depth, depth_f).astype(np.float32)
             conf = fuse_flip(conf, conf_f).astype(np.float32)
         return depth, conf
@@ -111,17 +118,50 @@ class DepthEstimator:
             InputError: malformed image or K (drop the frame and go on).
             BackendError: the backend failed.
         """
+        return self.estimate_batch([image], [K], [encoding])[0]
+
+    def estimate_batch(self, images: Sequence[np.ndarray], Ks: Sequence,
+                       encodings: Sequence[str] | None = None,
+                       resize_modes: Sequence[str | None] | None = None) -> list[DepthResult]:
+        """Estimate depth for several images (e.g. one per camera) with one backend call.
+
+        Images may differ in size and intrinsics: each is mapped to the network input by its
+        own geometry (``resize_modes[i]``, None = the config's), so result ``i`` is what
+        :meth:`estimate` gives for image ``i`` alone. ``timings_ms['backend']`` is the time of
+        the shared call, ``'preprocess'`` the batch's share per image.
+
+        Raises:
+            InputError: a malformed image or K (the whole batch; check inputs beforehand or
+                call :meth:`estimate` per image to isolate it).
+            BackendError: the backend failed.
+        """
+        n = len(images)
+        if n == 0 or len(Ks) != n:
+            raise InputError(f'estimate_batch needs as many K as images (>= 1), got {n} '
+                             f'images and {len(Ks)} K')
+        encodings = list(encodings) if encodings is not None else ['rgb8'] * n
+        modes = list(resize_modes) if resize_modes is not None else [None] * n
         t0 = time.perf_counter()
-        x, geom = preprocess(image, K, self.meta, encoding, self.config.resize_mode)
+        x = np.empty((n, 3, *self.input_size), np.float32)
+        geoms = []
+        for i in range(n):
+            xi, geom = preprocess(images[i], Ks[i], self.meta, encodings[i],
+                                  modes[i] or self.config.resize_mode)
+            x[i] = xi[0]
+            geoms.append(geom)
         t1 = time.perf_counter()
         depth, conf = self._run(x)
         t2 = time.perf_counter()
-        depth_m, unc, conf, K_out = postprocess(depth, conf, geom, self.meta, self.config)
-        t3 = time.perf_counter()
-        return DepthResult(depth_m=depth_m, uncertainty=unc, confidence=conf, K=K_out,
-                           timings_ms={'preprocess': (t1 - t0) * 1e3,
-                                       'backend': (t2 - t1) * 1e3,
-                                       'postprocess': (t3 - t2) * 1e3})
+        results = []
+        for i, geom in enumerate(geoms):
+            t_post = time.perf_counter()
+            depth_m, unc, conf_i, K_out = postprocess(depth[i], conf[i], geom, self.meta,
+                                                      self.config)
+            results.append(DepthResult(
+                depth_m=depth_m, uncertainty=unc, confidence=conf_i, K=K_out,
+                timings_ms={'preprocess': (t1 - t0) * 1e3 / n, 'backend': (t2 - t1) * 1e3,
+                            'postprocess': (time.perf_counter() - t_post) * 1e3}))
+        return results
 
     def close(self) -> None:
         """Release the backend."""

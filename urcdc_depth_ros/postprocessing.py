@@ -24,7 +24,7 @@ from .calibration import MAX_RELATIVE_ERROR, UncertaintyCalibration, \
     relative_error_from_confidence
 from .config import EstimatorConfig, ModelMeta
 from .errors import ConfigError
-from .preprocessing import Geometry
+from .preprocessing import Geometry, window_overlap
 
 
 def metres_from_confidence(u: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
@@ -64,17 +64,17 @@ def convert_uncertainty(u: np.ndarray, depth_m: np.ndarray, kind: str,
 def to_input_resolution(values: np.ndarray, geom: Geometry) -> np.ndarray:
     """Map an (h, w) float32 network-resolution map back to the (H, W) camera image.
 
-    ``kb_crop``: the window is placed back into a NaN canvas of the (possibly upscaled) image,
-    which is then resized to the camera size (bilinear; NaN spreads one pixel at the window
-    border). ``resize``: bilinear resize back to the camera size.
+    ``kb_crop`` / ``auto``: the window (less any padding) is placed back into a NaN canvas of
+    the resized image, which is then resized to the camera size (bilinear; NaN spreads one
+    pixel at the window border). ``resize``: bilinear resize back to the camera size.
     """
     H, W = geom.image_size
     values = np.asarray(values, np.float32)
     if geom.mode == 'resize':
         return cv2.resize(values, (W, H), interpolation=cv2.INTER_LINEAR)
-    h, w = geom.model_size
+    rows, cols, win_rows, win_cols = window_overlap(geom)
     canvas = np.full(geom.scaled_size, np.nan, np.float32)
-    canvas[geom.crop_top:geom.crop_top + h, geom.crop_left:geom.crop_left + w] = values
+    canvas[rows, cols] = values[win_rows, win_cols]
     if geom.scaled_size != (H, W):
         canvas = cv2.resize(canvas, (W, H), interpolation=cv2.INTER_LINEAR)
     return canvas
@@ -108,7 +108,7 @@ def postprocess(depth: np.ndarray, confidence: np.ndarray, geom: Geometry, meta:
     lo, hi = depth_range(meta, config)
     to_input = config.output_resolution == 'input'
     K_out = (geom.K_image if to_input else geom.K_model).copy()
-    placed_back = geom.mode == 'kb_crop' and geom.scaled_size == geom.image_size
+    placed_back = geom.mode != 'resize' and geom.scaled_size == geom.image_size
     if to_input and not placed_back:
         # resampled: interpolate the network's maps, then derive validity and uncertainty
         depth = to_input_resolution(depth, geom)

@@ -28,11 +28,13 @@ class Geometry:
     Attributes:
         image_size: (H, W) of the camera image, pixels.
         scaled_size: (H, W) after the (optional) resize, before cropping, pixels.
-        crop_top, crop_left: offset of the network window inside the resized image, pixels.
+        crop_top, crop_left: offset of the network window inside the resized image, pixels;
+            negative where the resized image is smaller than the window on that axis (it then
+            sits at ``(-crop_top, -crop_left)`` inside the window, the rest is padding).
         model_size: (h, w) network input size, pixels.
         K_image: (3, 3) float64 intrinsics of the camera image.
         K_model: (3, 3) float64 intrinsics of the network input.
-        mode: ``'kb_crop'`` or ``'resize'``.
+        mode: ``'auto'``, ``'kb_crop'`` or ``'resize'``.
     """
 
     image_size: tuple[int, int]
@@ -45,10 +47,35 @@ class Geometry:
     mode: str
 
 
+def _auto_scaled_size(image_hw: tuple[int, int], K_px: np.ndarray,
+                      focal_px: float | None) -> tuple[int, int]:
+    """Image size whose fx equals the training focal ``focal_px`` (same scale on both axes)."""
+    if not focal_px or not focal_px > 0:
+        raise InputError("resize mode 'auto' needs the model's training focal length "
+                         '(ModelMeta.focal_px > 0)')
+    s = float(focal_px) / float(K_px[0, 0])
+    return (max(1, int(round(image_hw[0] * s))), max(1, int(round(image_hw[1] * s))))
+
+
+def _window_offset(scaled: int, size: int, bottom: bool) -> int:
+    """Offset of a ``size`` window on an axis of length ``scaled``; negative = padding.
+
+    Larger axes are cropped (bottom-aligned rows when ``bottom``, else centred, as the KB crop
+    does for rows and columns), smaller ones are centred in the window.
+    """
+    if scaled >= size:
+        return scaled - size if bottom else (scaled - size) // 2
+    return -((size - scaled) // 2)
+
+
 def plan_geometry(image_hw: tuple[int, int], K_px: np.ndarray, model_hw: tuple[int, int],
-                  mode: str = 'kb_crop') -> Geometry:
+                  mode: str = 'kb_crop', focal_px: float | None = None) -> Geometry:
     """Decide the resize and crop that map an ``image_hw`` image onto the ``model_hw`` input.
 
+    ``auto``: the image is resized uniformly so that its fx equals ``focal_px`` (the model's
+    training focal: metric depth depends on it), then KB-cropped (bottom rows, centred
+    columns) on an axis where it is larger than the model input and centred with padding
+    where it is smaller.
     ``kb_crop``: if the image is smaller than the model input in either dimension, it is first
     upscaled uniformly (rounded up per axis, K follows each axis exactly) to cover it; then the
     bottom ``h`` rows, horizontally centred, are taken (KITTI Benchmark crop).
@@ -59,6 +86,10 @@ def plan_geometry(image_hw: tuple[int, int], K_px: np.ndarray, model_hw: tuple[i
     if mode == 'resize':
         scaled = (h, w)
         top = left = 0
+    elif mode == 'auto':
+        scaled = _auto_scaled_size((H, W), K_px, focal_px)
+        top = _window_offset(scaled[0], h, bottom=True)
+        left = _window_offset(scaled[1], w, bottom=False)
     elif mode == 'kb_crop':
         if H < h or W < w:
             s = max(h / H, w / W)
@@ -68,7 +99,7 @@ def plan_geometry(image_hw: tuple[int, int], K_px: np.ndarray, model_hw: tuple[i
         top = scaled[0] - h
         left = (scaled[1] - w) // 2
     else:
-        raise InputError(f'resize mode {mode!r} is not one of [\'kb_crop\', \'resize\']')
+        raise InputError(f"resize mode {mode!r} is not one of ['auto', 'kb_crop', 'resize']")
     K_scaled = K_px if scaled == (H, W) else resize_intrinsics(K_px, (H, W), scaled)
     K_model = crop_intrinsics(K_scaled, top, left)
     return Geometry(image_size=(H, W), scaled_size=scaled, crop_top=top, crop_left=left,
@@ -76,13 +107,46 @@ def plan_geometry(image_hw: tuple[int, int], K_px: np.ndarray, model_hw: tuple[i
                     mode=mode)
 
 
-def apply_geometry(rgb: np.ndarray, geom: Geometry) -> np.ndarray:
-    """Resize/crop an (H, W, C) image per ``geom``; returns the (h, w, C) network window."""
+def view_fraction(geom: Geometry) -> float:
+    """Share of the camera image's pixels that the network window sees, in [0, 1]."""
+    Hs, Ws = geom.scaled_size
+    h, w = geom.model_size
+    rows = min(Hs, geom.crop_top + h) - max(0, geom.crop_top)
+    cols = min(Ws, geom.crop_left + w) - max(0, geom.crop_left)
+    return max(0, rows) * max(0, cols) / float(Hs * Ws)
+
+
+def window_overlap(geom: Geometry) -> tuple[slice, slice, slice, slice]:
+    """Slices (rows, cols) of the resized image and (rows, cols) of the window: same pixels.
+
+    The whole window unless the image is padded (``auto`` on a small image).
+    """
+    Hs, Ws = geom.scaled_size
+    h, w = geom.model_size
+    t, left = geom.crop_top, geom.crop_left
+    r0, r1 = max(0, t), min(Hs, t + h)
+    c0, c1 = max(0, left), min(Ws, left + w)
+    return (slice(r0, r1), slice(c0, c1), slice(r0 - t, r1 - t), slice(c0 - left, c1 - left))
+
+
+def apply_geometry(rgb: np.ndarray, geom: Geometry, pad_value: tuple[int, ...] = (0, 0, 0)
+                   ) -> np.ndarray:
+    """Resize/crop an (H, W, C) image per ``geom``; returns the (h, w, C) network window.
+
+    Where the resized image is smaller than the window (``auto``), the rest is ``pad_value``.
+    """
     if tuple(rgb.shape[:2]) != geom.scaled_size:
         rgb = cv2.resize(rgb, (geom.scaled_size[1], geom.scaled_size[0]),
                          interpolation=cv2.INTER_LINEAR)
     h, w = geom.model_size
-    return rgb[geom.crop_top:geom.crop_top + h, geom.crop_left:geom.crop_left + w]
+    if geom.crop_top >= 0 and geom.crop_left >= 0:
+        return rgb[geom.crop_top:geom.crop_top + h, geom.crop_left:geom.crop_left + w]
+    rows, cols, win_rows, win_cols = window_overlap(geom)
+    window = np.empty((h, w) + rgb.shape[2:], rgb.dtype)
+    window[...] = np.asarray(pad_value, rgb.dtype)[:rgb.shape[2]] if rgb.ndim == 3 else \
+        pad_value[0]
+    window[win_rows, win_cols] = rgb[rows, cols]
+    return window
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,16 +172,19 @@ def normalise(rgb: np.ndarray, mean, std) -> np.ndarray:
 
 
 def preprocess(image: np.ndarray, K, meta: ModelMeta, encoding: str = 'rgb8',
-               mode: str = 'kb_crop') -> tuple[np.ndarray, Geometry]:
+               mode: str = 'auto') -> tuple[np.ndarray, Geometry]:
     """Camera image + intrinsics -> (network input (1, 3, h, w) float32, :class:`Geometry`).
 
+    Padding (``auto`` on a small image) is the mean colour, i.e. 0 after normalisation.
     Raises InputError for a malformed image or K (the caller drops the frame).
     """
     K_px = validate_intrinsics(K)
     rgb = to_rgb(image, encoding)
-    geom = plan_geometry(rgb.shape[:2], K_px, (meta.input_height, meta.input_width), mode)
-    window = apply_geometry(rgb, geom)
+    geom = plan_geometry(rgb.shape[:2], K_px, (meta.input_height, meta.input_width), mode,
+                         focal_px=meta.focal_px)
+    window = apply_geometry(rgb, geom, tuple(int(round(m * 255)) for m in meta.mean))
     return normalise(window, meta.mean, meta.std), geom
 
 
-__all__ = ['Geometry', 'plan_geometry', 'apply_geometry', 'normalise', 'preprocess']
+__all__ = ['Geometry', 'plan_geometry', 'view_fraction', 'window_overlap', 'apply_geometry',
+           'normalise', 'preprocess']

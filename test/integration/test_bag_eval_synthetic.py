@@ -74,3 +74,55 @@ def test_replay_through_the_real_node_gives_the_metrics_of_mode_a(drive, tmp_pat
                                                             rel=1e-3, abs=1e-5)
     assert replayed['latency_ms']['n'] == FRAMES
     assert os.path.isfile(tmp_path / 'replay' / 'report.html')
+
+
+@pytest.fixture(scope='module')
+def stereo_bag(drive):
+    root, drive_dir, _, _ = drive
+    return convert_drive(drive_dir, str(root / 'stereo_bag'), progress=False,
+                         cameras=('02', '03'))['path']
+
+
+def test_the_right_camera_is_scored_through_its_own_tf_and_intrinsics(drive, stereo_bag):
+    from urcdc_depth_ros.kitti.to_bag import CAMERAS
+    root, drive_dir, _, _ = drive
+    right = KittiDrive(drive_dir, camera=3)
+    prefix, frame = CAMERAS['03']
+    reference = [velodyne_to_depth(right.read_scan(i), right.calib) for i in range(FRAMES)]
+    oracle = write_depth_bag(str(root / 'right_oracle'), right.image_stamps_ns,
+                             [np.where(d > 0, d, np.inf) for d in reference], right.calib.K,
+                             frame_id=frame)
+    res = evaluate_bag([stereo_bag, oracle], None, depth_topic='/depth', crop='none',
+                       image_topic=f'{prefix}/image_raw')
+    assert res['frames']['used'] == FRAMES
+    assert res['metrics']['abs_rel'] < 1e-5 and res['metrics']['coverage'] == 1.0
+    # the sceptic's case: the left camera's depth claimed for the right camera is far off
+    left = KittiDrive(drive_dir)
+    wrong = write_depth_bag(str(root / 'right_wrong'), right.image_stamps_ns,
+                            [np.where(d > 0, d, np.inf) for d in (
+                                velodyne_to_depth(left.read_scan(i), left.calib)
+                                for i in range(FRAMES))], right.calib.K, frame_id=frame)
+    bad = evaluate_bag([stereo_bag, wrong], None, depth_topic='/depth', crop='none',
+                       image_topic=f'{prefix}/image_raw')
+    assert bad['metrics']['coverage'] < 0.9 or bad['metrics']['abs_rel'] > 0.05
+
+
+def test_bag_eval_gives_one_row_per_camera(drive, stereo_bag, tmp_path):
+    import json
+
+    from fixtures.models import make_onnx_model
+
+    from urcdc_depth_ros.evaluation.bag_eval_cli import main
+    from urcdc_depth_ros.kitti.to_bag import CAMERAS
+    onnx_path, _, _ = make_onnx_model(str(tmp_path / 'model'), height=64, width=192)
+    out = tmp_path / 'eval'
+    assert main([stereo_bag, '--model', onnx_path, '--out', str(out), '--panels', '0',
+                 '--image-topic', f'{CAMERAS["02"][0]}/image_raw',
+                 '--image-topic', f'{CAMERAS["03"][0]}/image_raw']) == 0
+    rows = json.loads((out / 'cameras.json').read_text())
+    assert [r['camera'] for r in rows] == ['kitti_camera_color_left',
+                                           'kitti_camera_color_right']
+    assert all(r['frames_used'] == FRAMES and np.isfinite(r['abs_rel']) for r in rows)
+    assert rows[0]['abs_rel'] != rows[1]['abs_rel']  # each camera scored on its own images
+    assert (out / 'kitti_camera_color_right' / 'report.html').is_file()
+    assert (out / 'cameras.md').read_text().count('\n') == 4

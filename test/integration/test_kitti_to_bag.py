@@ -78,3 +78,48 @@ def test_missing_or_incomplete_drive_is_a_data_error(drive, tmp_path):
     drive_dir, _ = drive
     with pytest.raises(DataError, match='empty'):
         to_bag.convert_drive(drive_dir, str(tmp_path / 'b'), start=4, end=2, progress=False)
+
+
+def test_two_cameras_of_a_synthetic_drive_become_one_bag_with_their_own_info_and_tf(tmp_path):
+    from urcdc_training.synthetic import generate_dataset
+    info = generate_dataset(str(tmp_path / 'synth'), drives=1, frames=2, width=310, height=94,
+                            test_drives=0)
+    drive_dir = os.path.join(info.raw_path, info.date, info.drives[0])
+    calib = KittiDrive(drive_dir).calib
+    bag = str(tmp_path / 'stereo')
+    assert to_bag.main(['--drive', drive_dir, '--out', bag, '--cameras', '02,03',
+                        '--no-progress']) == 0
+    msgs = _read(bag)
+    left, right = to_bag.CAMERAS['02'], to_bag.CAMERAS['03']
+    for prefix, frame in (left, right):
+        imgs = msgs[f'{prefix}/image_raw']
+        infos = msgs[f'{prefix}/camera_info']
+        assert len(imgs) == len(infos) == 2
+        assert {m.header.frame_id for _, m in imgs + infos} == {frame}
+        np.testing.assert_allclose(np.reshape(infos[0][1].k, (3, 3)), calib.K)
+        np.testing.assert_allclose(np.reshape(infos[0][1].p, (3, 4))[:, 3], 0.0)  # Tx in TF
+    assert [t for t, _ in msgs[f'{left[0]}/image_raw']] == \
+        [t for t, _ in msgs[f'{right[0]}/image_raw']]  # triggered together
+    (_, tf), = msgs['/tf_static']
+    poses = {}
+    for tr in tf.transforms:
+        if tr.child_frame_id == to_bag.LIDAR_FRAME:  # kitti_imu -> kitti_velo (OXTS drives)
+            assert tr.header.frame_id == to_bag.VEHICLE_FRAME
+            continue
+        assert tr.header.frame_id == to_bag.LIDAR_FRAME
+        poses[tr.child_frame_id] = np.array([tr.transform.translation.x,
+                                             tr.transform.translation.y,
+                                             tr.transform.translation.z])
+    assert set(poses) == {left[1], right[1]}
+    # KITTI's colour cameras are 0.53 m apart, the right one along the Velodyne's -y (right)
+    baseline = poses[right[1]] - poses[left[1]]
+    assert abs(np.linalg.norm(baseline) - 0.532) < 0.005 and baseline[1] < -0.5
+    l_img = bag_io.image_to_numpy(msgs[f'{left[0]}/image_raw'][0][1])
+    r_img = bag_io.image_to_numpy(msgs[f'{right[0]}/image_raw'][0][1])
+    assert l_img.shape == r_img.shape and np.abs(l_img.astype(int) - r_img).mean() > 1.0
+
+
+def test_unknown_cameras_exit_2(drive, tmp_path):
+    drive_dir, _ = drive
+    assert to_bag.main(['--drive', drive_dir, '--out', str(tmp_path / 'b'),
+                        '--cameras', '02,04', '--no-progress']) == 2

@@ -15,7 +15,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(REPO, 'launch', 'depth.launch.py')
 ARGS = {'namespace', 'params_file', 'image_topic', 'camera_info_topic', 'backend',
-        'model_path', 'use_compressed'}
+        'model_path', 'use_compressed', 'cameras', 'rviz'}
 
 
 def _tree(path):
@@ -52,8 +52,14 @@ def _param_args(tree) -> set:
 def _launch_function(name: str):
     """``name`` from the launch file, compiled alone (launch itself does not import here)."""
     tree = _tree(LAUNCH)
-    keep = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == name)
-            or _assigns(n, 'PARAM_ARGS')]
+
+    def wanted(n) -> bool:
+        if isinstance(n, ast.Import):  # os, shutil; not launch (absent here)
+            return True
+        if isinstance(n, ast.FunctionDef):
+            return n.name in (name, '_typed')
+        return _assigns(n, 'PARAM_ARGS') or _assigns(n, 'RVIZ_CONFIG')
+    keep = [n for n in tree.body if wanted(n)]
     namespace: dict = {}
     exec(compile(ast.Module(body=keep, type_ignores=[]), LAUNCH, 'exec'), namespace)
     return namespace[name]
@@ -64,7 +70,9 @@ def test_launch_declares_exactly_the_documented_arguments():
     declared = {c.args[0].value for c in _calls(tree, 'DeclareLaunchArgument')}
     assert declared == ARGS
     used = {c.args[0].value for c in _calls(tree, 'LaunchConfiguration')}
-    assert used | _param_args(tree) == ARGS
+    read = {c.args[0].value for c in _calls(tree, 'get')
+            if c.args and isinstance(c.args[0], ast.Constant)}  # launch_configurations.get
+    assert used | read | _param_args(tree) == ARGS
 
 
 def test_only_the_parameter_arguments_given_override_the_params_file():
@@ -79,11 +87,33 @@ def test_only_the_parameter_arguments_given_override_the_params_file():
     assert overrides(ctx(backend='tensorrt', use_compressed='True')) == {
         'backend': 'tensorrt', 'use_compressed': True}
     assert overrides(ctx(use_compressed='false')) == {'use_compressed': False}
+    assert overrides(ctx(cameras='cam_02, cam_03')) == {'cameras': ['cam_02', 'cam_03']}
+
+
+def test_rviz_starts_only_when_asked_and_installed(monkeypatch):
+    import shutil
+    from types import SimpleNamespace
+    rviz = _launch_function('_rviz')
+
+    def ctx(value):
+        return SimpleNamespace(launch_configurations={'rviz': value})
+    assert rviz(ctx('false'), '/cfg') == []
+    monkeypatch.setattr(shutil, 'which', lambda name: None)
+    with pytest.raises(NameError, match='LogInfo'):  # the note needs launch, absent here
+        rviz(ctx('true'), '/cfg')
+    monkeypatch.setattr(shutil, 'which', lambda name: '/opt/ros/bin/rviz2')
+    with pytest.raises(NameError, match='Node'):  # would start rviz2 (launch_ros absent)
+        rviz(ctx('True'), '/cfg')
+    tree = _tree(LAUNCH)
+    rviz_node = [c for c in _calls(tree, 'Node') if 'rviz2' in _consts(c)]
+    assert rviz_node and '-d' in _consts(rviz_node[0])
+    assert os.path.isfile(os.path.join(REPO, 'config', 'depth.rviz'))
+    assert 'config/*.rviz' in _consts(_tree(os.path.join(REPO, 'setup.py')))
 
 
 def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_files():
     tree = _tree(LAUNCH)
-    (node,) = _calls(tree, 'Node')
+    (node,) = [c for c in _calls(tree, 'Node') if 'rviz2' not in _consts(c)]
     package = {n.value.value for n in ast.walk(tree) if _assigns(n, 'PACKAGE')}
     setup_tree = _tree(os.path.join(REPO, 'setup.py'))
     setup_pkg = {n.value.value for n in ast.walk(setup_tree) if _assigns(n, 'PACKAGE')}
@@ -97,7 +127,7 @@ def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_f
     assert cfg['install']['install_scripts'] == '$base/lib/urcdc_depth_ros'  # ros2 run finds it
     name = _kw(node, 'name').value
     import yaml
-    for yml in ('depth.yaml', 'depth_generic_camera.yaml'):
+    for yml in ('depth.yaml', 'depth_generic_camera.yaml', 'depth_surround.yaml'):
         with open(os.path.join(REPO, 'config', yml)) as f:
             (key,) = yaml.safe_load(f)
         assert key.rsplit('/', 1)[-1] == name, yml
@@ -106,13 +136,13 @@ def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_f
 def test_launch_parameters_and_remaps_name_real_node_parameters_and_topics():
     from urcdc_depth_ros.config import NodeConfig
     tree = _tree(LAUNCH)
-    (node,) = _calls(tree, 'Node')
+    (node,) = [c for c in _calls(tree, 'Node') if 'rviz2' not in _consts(c)]
     params = _kw(node, 'parameters')
     assert [getattr(e.func, 'id', '') for e in params.elts] == [
         'LaunchConfiguration', '_param_overrides']  # the file first, given arguments over it
     keys = _param_args(tree)
     assert keys <= set(NodeConfig.__dataclass_fields__) and keys == {
-        'backend', 'model_path', 'use_compressed'}
+        'backend', 'model_path', 'use_compressed', 'cameras'}
     default_params = [c for c in _calls(tree, 'join') if 'depth.yaml' in _consts(c)]
     assert default_params and 'config' in _consts(default_params[0])
     assert os.path.isfile(os.path.join(REPO, 'config', 'depth.yaml'))

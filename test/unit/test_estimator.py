@@ -71,7 +71,9 @@ def test_model_resolution_output_comes_with_the_model_K():
 
 
 def test_a_longer_focal_length_scales_depth_proportionally():
-    est = DepthEstimator(FakeBackend(), EstimatorConfig(output_resolution='model'))
+    # kb_crop feeds the same pixels whatever fx is, so only the focal rescale changes depth
+    est = DepthEstimator(FakeBackend(), EstimatorConfig(resize_mode='kb_crop',
+                                                        output_resolution='model'))
     K2 = K.copy()
     K2[0, 0] = K2[1, 1] = 750.0
     d1 = est.estimate(_image(), K).depth_m

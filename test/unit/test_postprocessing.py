@@ -96,3 +96,16 @@ def test_uncertainty_kinds_are_all_finite_inside_the_view(kind):
                                EstimatorConfig(uncertainty=kind, rescale_focal=False))
     expected = {'metres': (5.0 + 10.0 / 3.0) / 2, 'relative': 0.2, 'confidence': head}[kind]
     np.testing.assert_allclose(unc, expected, rtol=1e-5)
+
+
+def test_auto_padding_is_dropped_when_placing_back_and_the_whole_image_is_covered():
+    small = (50, 100)  # smaller than the 64 x 192 input at the training focal: padded
+    geom = plan_geometry(small, K, (64, 192), 'auto', focal_px=500.0)
+    assert geom.scaled_size == small and geom.crop_top < 0 and geom.crop_left < 0
+    depth = np.full((64, 192), 30.0, np.float32)
+    depth[-geom.crop_top:-geom.crop_top + 50, -geom.crop_left:-geom.crop_left + 100] = 10.0
+    d, unc, _, K_out = postprocess(depth, np.full((64, 192), 0.9, np.float32), geom, META,
+                                   EstimatorConfig(resize_mode='auto'))
+    assert d.shape == small and np.isfinite(unc).all()
+    np.testing.assert_allclose(d, 10.0)  # only the image's own pixels come back
+    np.testing.assert_allclose(K_out, K)

@@ -159,9 +159,10 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     c = generate_dataset(str(tmp_path / 'c'), seed=2, **kw)
     files = sorted(os.path.relpath(os.path.join(d, f), a.out_dir)
                    for d, _, names in os.walk(a.out_dir) for f in names)
-    # 3 calib + info + 2 splits; per drive 4 timestamps + oxts timestamps and dataformat;
-    # per frame image, scan, dense, GT, oxts line.
-    assert len(files) == 6 + 2 * 6 + 2 * 2 * 5
+    # 3 calib + info + 2 splits; per drive 4 timestamps (image_02, image_03, velodyne, dense)
+    # + oxts timestamps and dataformat; per frame image_02, image_03, scan, dense, GT and an
+    # oxts line.
+    assert len(files) == 6 + 2 * 7 + 2 * 2 * 6
     for rel in files:
         if rel != 'synthetic_info.json':  # holds the output paths
             assert filecmp.cmp(os.path.join(a.out_dir, rel), os.path.join(b.out_dir, rel),

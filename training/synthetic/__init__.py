@@ -13,6 +13,8 @@ building facades with windows, cars, poles, trees, sky) by analytic ray casting 
           DATE_drive_XXXX_sync/             # XXXX = 0001, 0002, ...
             image_02/data/0000000000.png    # RGB uint8, W x H (default 1242 x 375)
             image_02/timestamps.txt         # 2011-09-26 13:02:25.964389445, ~9.65 Hz
+            image_03/data/0000000000.png    # the right colour camera (P_rect_03, 0.53 m)
+            image_03/timestamps.txt         # triggered with image_02: the same stamps
             velodyne_points/data/0000000000.bin   # float32 (N, 4): x, y, z [m], intensity
             velodyne_points/timestamps.txt  # (+ timestamps_start.txt, timestamps_end.txt)
             dense_depth/image_02/0000000000.png   # NOT in KITTI: exact dense z-depth

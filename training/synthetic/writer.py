@@ -107,12 +107,15 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
     z_cam = speed * t_s
     scene = make_street_scene(rng, -130.0, float(z_cam[-1]) + 260.0)
     dirs = {k: os.path.join(drive_dir, k) for k in
-            ('image_02/data', 'velodyne_points/data', 'dense_depth/image_02')}
+            ('image_02/data', 'image_03/data', 'velodyne_points/data', 'dense_depth/image_02')}
     for d in list(dirs.values()) + [gt_dir]:
         os.makedirs(d, exist_ok=True)
     stamps_cam, stamps_velo, v_start, v_end = [], [], [], []
     T_cam_velo = calib.T_cam_velo
     origins = []
+    right = calib.for_camera(3)
+    # camera 3's centre in camera 2's frame (the rectified pair shares its orientation)
+    right_offset_m = (T_cam_velo @ np.linalg.inv(right.T_cam_velo))[:3, 3]
     for k in range(frames):
         origin = np.array([sway_amp * np.sin(z_cam[k] / 40.0 + sway_phase), 0.0, z_cam[k]])
         origins.append(origin)
@@ -125,6 +128,10 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
         gt = velodyne_to_depth(points, calib)
         _write_png(os.path.join(dirs['image_02/data'], name + '.png'),
                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        rgb_right, _ = render_camera(scene, CameraRays(right.K, right.width, right.height,
+                                                       origin + right_offset_m))
+        _write_png(os.path.join(dirs['image_03/data'], name + '.png'),
+                   cv2.cvtColor(rgb_right, cv2.COLOR_RGB2BGR))
         _write_png(os.path.join(dirs['dense_depth/image_02'], name + '.png'),
                    encode_depth_png(depth))
         _write_png(os.path.join(gt_dir, name + '.png'), encode_depth_png(gt))
@@ -135,6 +142,7 @@ def generate_drive(drive_dir: str, gt_dir: str, calib: KittiCalib, frames: int,
         v_start.append(kitti_timestamp(ns - 52_000_000))
         v_end.append(kitti_timestamp(ns + 48_000_000))
     for rel, lines in (('image_02/timestamps.txt', stamps_cam),
+                       ('image_03/timestamps.txt', stamps_cam),
                        ('velodyne_points/timestamps.txt', stamps_velo),
                        ('velodyne_points/timestamps_start.txt', v_start),
                        ('velodyne_points/timestamps_end.txt', v_end)):

@@ -19,9 +19,17 @@ from .lidar_gt import TX_MODES
 logger = logging.getLogger(__name__)
 
 
-def add_ground_truth_args(p: argparse.ArgumentParser) -> None:
-    """Topics, LiDAR matching, GT range and crop (``urcdc-bag-eval``, ``urcdc-calibrate``)."""
-    p.add_argument('--image-topic', help='camera image topic (auto when unique)')
+def add_ground_truth_args(p: argparse.ArgumentParser, rig: bool = False) -> None:
+    """Topics, LiDAR matching, GT range and crop (``urcdc-bag-eval``, ``urcdc-calibrate``).
+
+    ``rig``: ``--image-topic`` may repeat, to score each camera of a rig (``urcdc-bag-eval``).
+    """
+    if rig:
+        p.add_argument('--image-topic', action='append', default=None,
+                       help='camera image topic (auto when unique); repeat it to score each '
+                            'camera of a rig (--model): one report per camera and cameras.md')
+    else:
+        p.add_argument('--image-topic', help='camera image topic (auto when unique)')
     p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
     p.add_argument('--lidar-topic', help='PointCloud2 topic (auto when unique)')
     p.add_argument('--tolerance-ms', type=float, default=50.0,
@@ -37,7 +45,10 @@ def add_ground_truth_args(p: argparse.ArgumentParser) -> None:
 
 def ground_truth_kwargs(args: argparse.Namespace) -> dict:
     """The :func:`.bag_eval.evaluate_bag` keywords of :func:`add_ground_truth_args`' options."""
-    return dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+    image_topic = args.image_topic
+    if isinstance(image_topic, list):  # the rig form: the first camera (see evaluate_cameras)
+        image_topic = image_topic[0]
+    return dict(image_topic=image_topic, camera_info_topic=args.camera_info_topic,
                 lidar_topic=args.lidar_topic, tolerance_ms=args.tolerance_ms,
                 min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
                 tx_mode=args.tx_mode, max_frames=args.max_frames)
@@ -61,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--backend', default='onnxruntime', help='inference backend for --model')
     p.add_argument('--uncertainty-topic', help='mode (b): recorded uncertainty topic')
     p.add_argument('--depth-camera-info-topic', help='mode (b): camera_info of the depth')
-    add_ground_truth_args(p)
+    add_ground_truth_args(p, rig=True)
     p.add_argument('--flip-tta', action='store_true', help='mode (a): flip test-time aug.')
     p.add_argument('--panels', type=int, default=3, help='sample panels in the report')
     p.add_argument('--compare', action='append', default=[], metavar='LABEL=METRICS_JSON',
@@ -84,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success, 2 on a data/config error (message logged)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    image_topics = args.image_topic or [None]
     kw = dict(ground_truth_kwargs(args), n_panels=args.panels)
     try:
         kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
+        if len(image_topics) > 1 and (args.replay or not args.model
+                                      or args.camera_info_topic):
+            raise ConfigError('several --image-topic need --model (mode a) and no '
+                              '--camera-info-topic (each camera\'s is found beside its image)')
         if args.replay:
             if len(args.bags) > 1:
                 raise ConfigError(f'--replay plays one bag, got {len(args.bags)}: '
@@ -102,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             params['flip_tta'] = args.flip_tta or params.get('flip_tta', False)
             est = DepthEstimator.from_model(args.model, backend=args.backend,
                                             config=estimator_config_from_params(params))
+            if len(image_topics) > 1:
+                from .per_camera import evaluate_cameras
+                kw.pop('image_topic')
+                evaluate_cameras(args.bags, args.out, image_topics, estimator=est, **kw)
+                logger.info('one row per camera in %s', os.path.join(args.out, 'cameras.md'))
+                return 0
             result = evaluate_bag(args.bags, args.out, estimator=est, **kw)
         elif args.depth_topic:
             result = evaluate_bag(args.bags, args.out, depth_topic=args.depth_topic,

@@ -72,7 +72,8 @@ def require_file(path: str | os.PathLike, what: str, hint: str) -> str:
 def check_input(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     """Validate a backend input's (3, H, W) against the model; returns contiguous float32.
 
-    The batch size is free: fixed-batch models are run one sample at a time by the backend.
+    The batch size is free: fixed-batch models run it in calls of their batch
+    (:func:`pad_batch`).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape[1:]) or x.shape[0] < 1:
@@ -80,6 +81,18 @@ def check_input(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
                            f'(N, {", ".join(str(d) for d in input_shape[1:])}); '
                            'use DepthEstimator (it crops/resizes) or re-export at this size')
     return x
+
+
+def pad_batch(x: np.ndarray, step: int) -> np.ndarray:
+    """``x`` (N, ...) padded with copies of its last sample to a multiple of ``step``.
+
+    Fixed-batch models (an ONNX file or engine built for batch ``step``) run a larger batch
+    as several calls of ``step``; the padded results are dropped by the caller.
+    """
+    extra = -x.shape[0] % step
+    if not extra:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], extra, 0)], 0)
 
 
 def meta_from_metadata(props: dict[str, str], source: str) -> ModelMeta:
@@ -95,4 +108,4 @@ def meta_from_metadata(props: dict[str, str], source: str) -> ModelMeta:
 
 
 __all__ = ['InferenceBackend', 'INPUT_NAME', 'OUTPUT_NAMES', 'META_KEY', 'file_sha256',
-           'require_file', 'check_input', 'meta_from_metadata']
+           'require_file', 'check_input', 'pad_batch', 'meta_from_metadata']

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..config import ModelMeta
 from ..errors import BackendError, ConfigError
-from .base import INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, require_file
+from .base import (INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, pad_batch,
+                   require_file)
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +121,13 @@ class OnnxRuntimeBackend:
         if self._session is None:
             raise BackendError('onnxruntime backend used after close()')
         x = check_input(x, self.input_shape)
-        step = x.shape[0] if self.dynamic_batch else self.input_shape[0]
+        n = x.shape[0]
+        step = n if self.dynamic_batch else self.input_shape[0]
+        x = pad_batch(x, step)
         parts = []
         for i in range(0, x.shape[0], step):
             parts.append(self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: x[i:i + step]}))
-        return {name: np.concatenate([p[k] for p in parts], 0).astype(np.float32, copy=False)
+        return {name: np.concatenate([p[k] for p in parts], 0)[:n].astype(np.float32, copy=False)
                 for k, name in enumerate(OUTPUT_NAMES)}
 
     def close(self) -> None:

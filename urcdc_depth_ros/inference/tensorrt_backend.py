@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import ModelMeta
 from ..errors import BackendError
-from .base import INPUT_NAME, OUTPUT_NAMES, check_input, require_file
+from .base import INPUT_NAME, OUTPUT_NAMES, check_input, pad_batch, require_file
 from .engine_cache import check_engine_compatible, ensure_engine
 from .tensorrt_build import (build_engine, current_device_info, import_tensorrt,
                              plan_precision, read_onnx_meta)
@@ -140,14 +140,13 @@ class TensorRTBackend:
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, H, W) float32 normalised -> {'depth', 'uncertainty'} each (N, 1, H, W).
 
-        Runs the fixed-batch engine once per ``input_shape[0]`` samples.
+        Runs the fixed-batch engine once per ``input_shape[0]`` samples (the last call padded).
         """
         if self._ctx is None:
             raise BackendError('tensorrt backend used after close()')
         x = check_input(x, self.input_shape)
-        cuda, step = self._cuda, self.input_shape[0]
-        if x.shape[0] % step:
-            raise BackendError(f'batch {x.shape[0]} is not a multiple of the engine batch {step}')
+        cuda, step, n = self._cuda, self.input_shape[0], x.shape[0]
+        x = pad_batch(x, step)  # a batch larger than the engine's runs as several calls
         results = {name: [] for name in OUTPUT_NAMES}
         self._ctx.push()
         try:
@@ -166,7 +165,7 @@ class TensorRTBackend:
                         self._host[name].reshape(self._shapes[name]).astype(np.float32))
         finally:
             self._ctx.pop()
-        return {name: np.concatenate(parts, 0) for name, parts in results.items()}
+        return {name: np.concatenate(parts, 0)[:n] for name, parts in results.items()}
 
     def close(self) -> None:
         """Free device buffers and the CUDA context; idempotent."""

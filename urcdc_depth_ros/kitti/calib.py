@@ -23,6 +23,11 @@ KITTI_2011_09_26 = {
     'P_rect_02': np.array([[KITTI_FOCAL_PX, 0.0, 6.095593e+02, 4.485728e+01],
                            [0.0, KITTI_FOCAL_PX, 1.728540e+02, 2.163791e-01],
                            [0.0, 0.0, 1.0, 2.745884e-03]]),
+    # the right colour camera: P_rect_03[:, 3] = K @ t, t its offset from cam0 (~0.47 m right,
+    # so the 02-03 baseline is ~0.53 m)
+    'P_rect_03': np.array([[7.215377e+02, 0.0, 6.095593e+02, -3.395242e+02],
+                           [0.0, 7.215377e+02, 1.728540e+02, 2.199936e+00],
+                           [0.0, 0.0, 1.0, 2.729905e-03]]),
     'R_rect_00': np.array([[9.999239e-01, 9.837760e-03, -7.445048e-03],
                            [-9.869795e-03, 9.999421e-01, -4.278459e-03],
                            [7.402527e-03, 4.351614e-03, 9.999631e-01]]),
@@ -100,6 +105,21 @@ class KittiCalib:
         rect[:3, :3] = self.R_rect_00
         return offset @ rect @ self.T_cam0_velo
 
+    def for_camera(self, cam: int) -> 'KittiCalib':
+        """This calibration for colour camera ``cam`` (2 or 3) of the same rectified rig.
+
+        Both share K and R_rect_00; camera 3's ``P_rect[:, 3]`` carries KITTI's offset from
+        cam0 (in metres, so it holds at any image scale).
+        """
+        if cam == 2:
+            return self
+        if cam != 3:
+            raise DataError(f'KITTI colour cameras are 2 and 3, got {cam!r}')
+        kitti = KITTI_2011_09_26
+        t_m = np.linalg.solve(kitti['P_rect_03'][:, :3], kitti['P_rect_03'][:, 3])
+        P = np.hstack([self.K, (self.K @ t_m)[:, None]])
+        return KittiCalib(P, self.R_rect_00, self.T_cam0_velo, self.width, self.height)
+
     @classmethod
     def default(cls) -> 'KittiCalib':
         """KITTI's 2011_09_26 camera 2 (full 1242 x 375 frame)."""
@@ -139,21 +159,23 @@ class KittiCalib:
     def write(self, date_dir: str, calib_time: str = '09-Jan-2012 13:57:47') -> None:
         """Write the three KITTI raw calibration files.
 
-        Cameras 0..3 share this camera's intrinsics; the IMU->Velodyne transform is KITTI's
-        nominal one.
+        Cameras 0..3 share this camera's intrinsics; camera 3 is offset as KITTI's right colour
+        camera (:meth:`for_camera`); the IMU->Velodyne transform is KITTI's nominal one.
         """
         os.makedirs(date_dir, exist_ok=True)
         cc: dict[str, object] = {'calib_time': calib_time, 'corner_dist': np.array([0.0995])}
         k = self.K
+        right = self.for_camera(3).P_rect
         for cam in range(4):
             cc[f'S_0{cam}'] = np.array([1392.0, 512.0])
             cc[f'K_0{cam}'] = k
             cc[f'D_0{cam}'] = np.zeros(5)
             cc[f'R_0{cam}'] = np.eye(3)
-            cc[f'T_0{cam}'] = np.linalg.solve(k, self.P_rect[:, 3]) if cam == 2 else np.zeros(3)
+            P = {2: self.P_rect, 3: right}.get(cam, np.hstack([k, np.zeros((3, 1))]))
+            cc[f'T_0{cam}'] = np.linalg.solve(k, P[:, 3])
             cc[f'S_rect_0{cam}'] = np.array([float(self.width), float(self.height)])
             cc[f'R_rect_0{cam}'] = self.R_rect_00 if cam == 0 else np.eye(3)
-            cc[f'P_rect_0{cam}'] = self.P_rect if cam == 2 else np.hstack([k, np.zeros((3, 1))])
+            cc[f'P_rect_0{cam}'] = P
         write_calib_file(os.path.join(date_dir, 'calib_cam_to_cam.txt'), cc)
         write_calib_file(os.path.join(date_dir, 'calib_velo_to_cam.txt'), {
             'calib_time': calib_time, 'R': self.T_cam0_velo[:3, :3],
