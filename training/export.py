@@ -8,8 +8,9 @@ input ``image`` (N,3,H,W) float32 normalised and outputs ``depth`` (N,1,H,W) met
 ``--precision fp16`` / ``int8 --calib-images DIR`` converts the graph afterwards
 (:mod:`.onnx_precision`).
 
-``urcdc-export tensorrt --onnx model.onnx [--precision auto] [--dla-core N]`` builds a strongly
-typed TensorRT engine + JSON sidecar with
+``urcdc-export tensorrt --onnx model.onnx [--precision auto] [--dla-core N] [--max-batch N]``
+builds a strongly typed TensorRT engine + JSON sidecar (``--max-batch N``: one optimisation
+profile min 1 / opt N / max N, from a ``--dynamic-batch`` ONNX) with
 :func:`urcdc_depth_ros.inference.tensorrt_build.build_engine` (the same code the runtime uses
 to build on first start) and always prints the equivalent ``trtexec`` command. It imports no
 torch (torch is imported by the ``onnx`` command only), so it runs on a Jetson.
@@ -276,10 +277,12 @@ def _cmd_tensorrt(args) -> int:
             missing = exc
     precision, strongly_typed = tensorrt_build.plan_precision(
         onnx_precision, args.precision, trt_major)
+    shape = tensorrt_build.onnx_input_shape(args.onnx)
+    profile = tensorrt_build.profile_shapes(shape, args.max_batch) if shape else None
     engine = args.out or os.path.splitext(args.onnx)[0] + f'.{precision}.engine'
     fp32_layers = [] if strongly_typed else tensorrt_build.fp32_node_names(args.onnx)
     cmd = trtexec_command(args.onnx, engine, precision, strongly_typed, args.workspace_mb,
-                          args.timing_cache, args.dla_core, fp32_layers, trt_major)
+                          args.timing_cache, args.dla_core, fp32_layers, trt_major, profile)
     sys.stdout.write(f'equivalent trtexec command (TensorRT {trt_major}.x):\n{cmd}\n')
     sys.stdout.flush()
     if missing is not None:
@@ -290,12 +293,23 @@ def _cmd_tensorrt(args) -> int:
         device = tensorrt_build.current_device_info(args.device)
         info = tensorrt_build.build_engine(
             args.onnx, engine, precision=args.precision, workspace_mb=args.workspace_mb,
-            timing_cache=args.timing_cache, dla_core=args.dla_core, meta=meta)
+            timing_cache=args.timing_cache, dla_core=args.dla_core, meta=meta,
+            max_batch=args.max_batch)
     key = engine_cache.EngineKey.for_device(device, file_sha256(args.onnx), precision,
-                                            args.dla_core)
+                                            args.dla_core, args.max_batch)
     engine_cache.write_sidecar(engine, key, **info)
     sys.stdout.write(f'{engine}\n')
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer >= 1')
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='TensorRT major version for --print-only (default 10)')
     t.add_argument('--dla-core', type=int, default=None, help='DLA core, with GPU fallback')
     t.add_argument('--workspace-mb', type=int, default=2048)
+    t.add_argument('--max-batch', type=_positive_int, default=1,
+                   help='largest batch of one call (e.g. the number of cameras of a rig): '
+                   'optimisation profile min 1 / opt N / max N; N > 1 needs an ONNX from '
+                   '`urcdc-export onnx --dynamic-batch` (default 1)')
     t.add_argument('--timing-cache', help='timing cache file (read and updated)')
     t.add_argument('--device', type=int, default=0, help='CUDA device index')
     t.add_argument('--print-only', action='store_true',

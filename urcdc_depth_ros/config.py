@@ -214,6 +214,10 @@ class NodeConfig:
     backend_precision: str = setting(
         '', "'' = the backend's default; tensorrt: auto|fp32|fp16|int8, openvino: "
         'auto|f32|bf16, torch: float32|bfloat16')
+    engine_max_batch: int = setting(
+        0, 'tensorrt, building from .onnx: largest batch of one engine call (profile max); '
+        '0 = the number of cameras when the ONNX has a dynamic batch, else 1; batches larger '
+        'than the engine run as several calls', (0, 64))
     use_compressed: bool = setting(
         False, 'subscribe to image/compressed (JPEG/PNG) instead of image')
     lazy: bool = setting(True, 'skip inference while no output topic has a subscriber')

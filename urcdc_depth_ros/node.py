@@ -108,7 +108,8 @@ class DepthNode(LifecycleNode):
 
     Parameters (defaults in ``config.NodeConfig`` / ``config.EstimatorConfig``; see
     :data:`PARAM_DOCS`, ``depth_node --help`` or ``ros2 param describe``):
-        model_path, backend, backend_threads, backend_precision, autostart, use_compressed, lazy,
+        model_path, backend, backend_threads, backend_precision, engine_max_batch, autostart,
+        use_compressed, lazy,
         camera_info_tolerance_s, camera_info_buffer, camera_info_wait_s,
         fx, fy, cx, cy (fallback intrinsics, px),
         publish_points, points_rgb, points_uncertainty, points_stride, points_max_range_m,
@@ -262,9 +263,14 @@ class DepthNode(LifecycleNode):
             from .estimator import DepthEstimator  # reason: keeps `import node` light
             from .inference import backend_options, resolve_backend
             backend = resolve_backend(cfg.backend, cfg.model_path)
+            max_batch = cfg.engine_max_batch
+            if backend == 'tensorrt' and not max_batch:
+                from .inference.tensorrt_build import auto_max_batch
+                max_batch = auto_max_batch(cfg.model_path, len(rig))
             self._estimator = DepthEstimator.from_model(
                 cfg.model_path, backend=backend, config=est_cfg,
-                **backend_options(backend, cfg.backend_threads, cfg.backend_precision))
+                **backend_options(backend, cfg.backend_threads, cfg.backend_precision,
+                                  max_batch))
         except (UrcdcDepthError, ValueError, TypeError, OSError, ImportError) as exc:
             self.get_logger().error(f'configure failed: {exc}')
             self._estimator = None

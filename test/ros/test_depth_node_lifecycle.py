@@ -94,6 +94,7 @@ def test_params_file_values_reach_the_node_in_any_namespace(ctx, model, params_f
     ('uncertainty', 'sigma'), ('resize_mode', 'stretch'), ('input_reliability', 'sometimes'),
     ('points_stride', 0), ('camera_info_tolerance_s', -1.0), ('backend', 'tflite'),
     ('backend_precision', 'fp16'),  # onnxruntime takes the precision from the file
+    ('engine_max_batch', 4),  # a TensorRT-only setting
     ('fx', 700),  # an integer where a double is expected
 ])
 def test_an_invalid_parameter_fails_configure(ctx, model, name, value):

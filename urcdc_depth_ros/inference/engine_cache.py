@@ -27,7 +27,7 @@ SIDECAR_SUFFIX = '.json'
 #: sidecar fields an engine must match to run here
 DEVICE_FIELDS = ('gpu_name', 'compute_capability', 'tensorrt_version')
 #: sidecar fields that must also match when the engine is to stand for a given ONNX file
-MODEL_FIELDS = ('onnx_sha256', 'precision', 'dla_core')
+MODEL_FIELDS = ('onnx_sha256', 'precision', 'dla_core', 'max_batch')
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything an engine depends on; :meth:`digest` names the cached file."""
+    """Everything an engine depends on; :meth:`digest` names the cached file.
+
+    ``max_batch`` is the largest batch of one engine call (its optimisation profile's max).
+    """
 
     gpu_name: str
     compute_capability: str
@@ -55,18 +58,21 @@ class EngineKey:
     onnx_sha256: str
     precision: str
     dla_core: int | None = None
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise BackendError(f'engine precision {self.precision!r} is not one of '
                                f'{list(PRECISIONS)}')
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise BackendError(f'engine max batch {self.max_batch!r} is not an integer >= 1')
 
     @classmethod
     def for_device(cls, device: DeviceInfo, onnx_sha256: str, precision: str,
-                   dla_core: int | None = None) -> 'EngineKey':
-        """Key for building ``onnx_sha256`` at ``precision`` on ``device``."""
+                   dla_core: int | None = None, max_batch: int = 1) -> 'EngineKey':
+        """Key for building ``onnx_sha256`` at ``precision`` for batches <= ``max_batch``."""
         return cls(device.gpu_name, device.compute_capability, device.tensorrt_version,
-                   onnx_sha256, precision, dla_core)
+                   onnx_sha256, precision, dla_core, int(max_batch))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (the sidecar's key fields)."""
@@ -167,7 +173,7 @@ BuildFn = Callable[[str, str], Mapping[str, Any]]
 def ensure_engine(onnx_path: str | os.PathLike, precision: str, device: DeviceInfo,
                   build_fn: BuildFn, cache_dir: str | os.PathLike | None = None,
                   dla_core: int | None = None, onnx_sha256: str | None = None,
-                  force: bool = False) -> tuple[str, dict[str, Any]]:
+                  force: bool = False, max_batch: int = 1) -> tuple[str, dict[str, Any]]:
     """Return ``(engine_path, sidecar)`` for ``onnx_path``, building it first when needed.
 
     The engine lives in ``cache_dir`` under :meth:`EngineKey.filename`. It is (re)built when
@@ -177,6 +183,7 @@ def ensure_engine(onnx_path: str | os.PathLike, precision: str, device: DeviceIn
     Args:
         build_fn: ``build_fn(onnx_path, engine_tmp_path) -> extra sidecar fields`` (shapes,
             meta...); it writes the serialized engine to ``engine_tmp_path``.
+        max_batch: largest batch of one call; engines for other batches are cached apart.
     """
     from .base import file_sha256  # local: keep this module free of package-level cycles
 
@@ -185,7 +192,7 @@ def ensure_engine(onnx_path: str | os.PathLike, precision: str, device: DeviceIn
         raise BackendError(f'ONNX model {onnx_path!r} does not exist; export one with '
                            '`urcdc-export onnx`')
     sha = onnx_sha256 or file_sha256(onnx_path)
-    key = EngineKey.for_device(device, sha, precision, dla_core)
+    key = EngineKey.for_device(device, sha, precision, dla_core, max_batch)
     cache_dir = os.fspath(cache_dir or default_cache_dir())
     os.makedirs(cache_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(onnx_path))[0]

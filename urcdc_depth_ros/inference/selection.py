@@ -27,7 +27,7 @@ X86_MACHINES = ('x86_64', 'amd64', 'i686', 'i386')
 OPTION_NAMES: dict[str, dict[str, str]] = {
     'onnxruntime': {'threads': 'intra_op_threads'},
     'openvino': {'threads': 'threads', 'precision': 'precision'},
-    'tensorrt': {'precision': 'precision'},
+    'tensorrt': {'precision': 'precision', 'max_batch': 'max_batch'},
     'torch': {'threads': 'threads', 'precision': 'torch_dtype'},
 }
 
@@ -72,20 +72,24 @@ def choose_backend(model_path: str | os.PathLike, installed: Callable[[str], boo
     return 'onnxruntime', 'no TensorRT GPU and no OpenVINO on x86: ONNX Runtime'
 
 
-def backend_options(name: str, threads: int = 0, precision: str = '') -> dict[str, Any]:
-    """Constructor keywords of backend ``name`` for the generic ``threads``/``precision``.
+def backend_options(name: str, threads: int = 0, precision: str = '',
+                    max_batch: int = 0) -> dict[str, Any]:
+    """Constructor keywords of backend ``name`` for the generic ``threads``/``precision``/...
 
     0, ``''`` and ``'auto'`` mean "the backend's default" and are left out. A setting the
-    backend has no use for (threads on TensorRT, precision on ONNX Runtime) raises ConfigError.
+    backend has no use for (threads on TensorRT, precision on ONNX Runtime, an engine max
+    batch on anything but TensorRT) raises ConfigError.
     """
     names = OPTION_NAMES.get(name, {})
     out: dict[str, Any] = {}
-    for option, value in (('threads', int(threads)), ('precision', str(precision))):
+    for option, value in (('threads', int(threads)), ('precision', str(precision)),
+                          ('max_batch', int(max_batch))):
         if not value or value == 'auto':
             continue
         if option not in names:
+            default = '' if option == 'precision' else '0'
             raise ConfigError(f'backend {name!r} takes no {option} setting (got {value!r}); '
-                              f'leave it at its default ({"0" if option == "threads" else ""!r})')
+                              f'leave it at its default ({default!r})')
         out[names[option]] = value
     return out
 

@@ -16,6 +16,11 @@ FP16 engine from an FP32 ONNX on TensorRT < 11, with normalisation and softmax l
 to FP32 (their variances and the attention softmax overflow or lose small values in half).
 ``test/integration/test_tensorrt_bindings.py`` checks every TensorRT name used here against
 the real 10.3, 10.16 and 11.4 Python bindings.
+
+Batch: an ONNX with a symbolic batch axis (``urcdc-export onnx --dynamic-batch``) is built with
+one optimisation profile min 1 / opt N / max N for ``max_batch`` N (:func:`profile_shapes`), so
+one engine runs every batch of 1 to N camera frames; larger batches are split by the backend.
+A static-batch ONNX gives an engine of that fixed batch.
 """
 from __future__ import annotations
 
@@ -114,15 +119,89 @@ def plan_precision(onnx_precision: str, requested: str = 'auto',
                        f'holds, not {requested}; {export}')
 
 
+Shape = tuple[int, ...]
+
+
+def profile_shapes(input_shape: Sequence[int | None], max_batch: int = 1
+                   ) -> tuple[Shape, Shape, Shape] | None:
+    """``(min, opt, max)`` input shapes of the optimisation profile for batches up to N.
+
+    Args:
+        input_shape: the ONNX/TensorRT input shape (N, 3, H, W); a batch of ``-1``, ``0`` or
+            ``None`` is symbolic (``urcdc-export onnx --dynamic-batch``). H and W must be fixed.
+        max_batch: N, the largest batch one engine call takes (>= 1).
+    Returns:
+        ``((1, 3, H, W), (N, 3, H, W), (N, 3, H, W))`` for a symbolic batch; ``None`` for a
+        static batch, which needs no profile (then ``max_batch`` must be 1 or that batch).
+    Raises:
+        BackendError naming the fix: ``max_batch`` < 1, dynamic H/W, or a static-batch ONNX
+        asked for another ``max_batch``.
+    """
+    max_batch = int(max_batch)
+    if max_batch < 1:
+        raise BackendError(f'max batch {max_batch} < 1; pass --max-batch 1 or more (the number '
+                           'of cameras of the rig)')
+    dims = [None if d is None or int(d) <= 0 else int(d) for d in input_shape]
+    if len(dims) != 4 or None in dims[1:]:
+        raise BackendError(f'engine input shape {list(input_shape)} is not (N, 3, H, W) with '
+                           'fixed H, W; re-export with `urcdc-export onnx` (static H, W)')
+    rest = tuple(dims[1:])
+    if dims[0] is not None:
+        if max_batch not in (1, dims[0]):
+            raise BackendError(f'the ONNX has a static batch of {dims[0]}, so TensorRT cannot '
+                               f'build it for --max-batch {max_batch}; re-export it with '
+                               '`urcdc-export onnx --dynamic-batch` (or leave --max-batch at 1)')
+        return None
+    return (1,) + rest, (max_batch,) + rest, (max_batch,) + rest
+
+
+def onnx_input_shape(onnx_path: str | os.PathLike) -> Shape | None:
+    """Shape of the ONNX input ``image`` (symbolic dims as -1); ``None`` without ``onnx``."""
+    from .base import INPUT_NAME
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(os.fspath(onnx_path), load_external_data=False)
+    except Exception as exc:  # reason: protobuf decode errors have no common public type
+        raise BackendError(f'{os.fspath(onnx_path)!r} is not a readable ONNX file ({exc}); '
+                           're-export it with `urcdc-export onnx`') from exc
+    for value in model.graph.input:
+        if value.name == INPUT_NAME:
+            return tuple(d.dim_value if d.HasField('dim_value') else -1
+                         for d in value.type.tensor_type.shape.dim)
+    raise BackendError(f'{os.fspath(onnx_path)!r} has no input {INPUT_NAME!r}; export it with '
+                       '`urcdc-export onnx`')
+
+
+def auto_max_batch(model_path: str | os.PathLike, n_cameras: int) -> int:
+    """Engine max batch for a rig of ``n_cameras`` when the user set none (0 = backend default).
+
+    ``n_cameras`` for an ``.onnx`` with a symbolic batch axis, so one call serves the rig;
+    0 (batch 1, or the ONNX's static batch) for a single camera, a static-batch ONNX or a
+    serialized engine, which keeps the batch it was built with. The estimator splits larger
+    batches into several calls either way.
+    """
+    if n_cameras <= 1 or not os.fspath(model_path).lower().endswith('.onnx'):
+        return 0
+    shape = onnx_input_shape(model_path)
+    if shape is None or shape[0] > 0:
+        return 0
+    return int(n_cameras)
+
+
 def trtexec_command(onnx_path: str, engine_path: str, precision: str = 'fp32',
                     strongly_typed: bool = True, workspace_mb: int = 2048,
                     timing_cache: str | None = None, dla_core: int | None = None,
-                    fp32_layers: Sequence[str] = (), trt_major: int = 10) -> str:
+                    fp32_layers: Sequence[str] = (), trt_major: int = 10,
+                    profile: tuple[Shape, Shape, Shape] | None = None) -> str:
     """The ``trtexec`` command line equivalent to :func:`build_engine` (for logs and docs).
 
     Strongly typed: ``--stronglyTyped`` on 10.x (11.x builds nothing else and needs no flag).
     Weakly typed (FP16 from an FP32 graph, TensorRT < 11): ``--fp16`` plus
-    ``--layerPrecisions`` for ``fp32_layers``.
+    ``--layerPrecisions`` for ``fp32_layers``. ``profile`` (from :func:`profile_shapes`) adds
+    ``--minShapes/--optShapes/--maxShapes`` for the input ``image``.
     """
     if precision not in PRECISIONS:
         raise BackendError(f'precision {precision!r} is not one of {list(PRECISIONS)}')
@@ -140,6 +219,10 @@ def trtexec_command(onnx_path: str, engine_path: str, precision: str = 'fp32',
         args.append(f'--timingCacheFile={timing_cache}')
     if dla_core is not None:
         args += [f'--useDLACore={int(dla_core)}', '--allowGPUFallback']
+    if profile is not None:
+        from .base import INPUT_NAME
+        for flag, shape in zip(('--minShapes', '--optShapes', '--maxShapes'), profile):
+            args.append(f'{flag}={INPUT_NAME}:' + 'x'.join(str(int(d)) for d in shape))
     return ' '.join(shlex.quote(a) for a in args)
 
 
@@ -212,7 +295,7 @@ def cuda_context(device: int = 0):
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
                  precision: str = 'auto', workspace_mb: int = 2048,
                  timing_cache: str | None = None, dla_core: int | None = None,
-                 meta: ModelMeta | None = None) -> dict[str, Any]:
+                 meta: ModelMeta | None = None, max_batch: int = 1) -> dict[str, Any]:
     """Build and serialize a TensorRT engine from an ``urcdc-export onnx`` file.
 
     Args:
@@ -222,9 +305,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         timing_cache: file read (if present) and written back, so rebuilds are fast.
         dla_core: run on this DLA core (Jetson Xavier/Orin) with GPU fallback.
         meta: model metadata (read from the ONNX if None; an ONNX without it counts as FP32).
+        max_batch: largest batch of one call; a dynamic-batch ONNX gets the profile
+            :func:`profile_shapes` gives, a static one must have this batch (or 1).
     Returns:
         Sidecar fields: shapes, precision, ONNX precision, strongly typed, meta, TensorRT
-        version, FP32-pinned layer count (weakly typed only).
+        version, FP32-pinned layer count (weakly typed only), ``profile`` (min/opt/max input
+        shapes, ``None`` for a static batch); the cache key holds ``max_batch``.
     """
     trt, cuda = import_tensorrt()
     onnx_path, engine_path = os.fspath(onnx_path), os.fspath(engine_path)
@@ -247,6 +333,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         raise BackendError(f'TensorRT {trt.__version__} cannot parse {onnx_path!r}: {errors}; '
                            're-export with `urcdc-export onnx` (opset 17, static shapes)')
     config = builder.create_builder_config()
+    image = network.get_input(0)
+    profile = profile_shapes(tuple(image.shape), max_batch)
+    if profile is not None:
+        opt_profile = builder.create_optimization_profile()
+        opt_profile.set_shape(image.name, profile[0], profile[1], profile[2])
+        config.add_optimization_profile(opt_profile)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     cache = None
     if timing_cache:
@@ -301,13 +393,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     info: dict[str, Any] = {'precision': engine_precision, 'onnx_precision': onnx_precision,
                             'strongly_typed': strongly_typed, 'shapes': shapes,
                             'tensorrt_version': trt.__version__, 'fp32_layers': n_fp32,
-                            'workspace_mb': int(workspace_mb)}
+                            'workspace_mb': int(workspace_mb),
+                            'profile': [list(p) for p in profile] if profile else None}
     if meta is not None:
         info['meta'] = meta.to_dict()
     return info
 
 
 __all__ = ['TRT10_SUPPORTED_OPS', 'FP32_OP_TYPES', 'BUILD_PRECISIONS', 'fp32_node_names',
-           'tensorrt_major', 'weak_typing_supported', 'plan_precision', 'trtexec_command',
+           'tensorrt_major', 'weak_typing_supported', 'plan_precision', 'profile_shapes',
+           'onnx_input_shape', 'auto_max_batch', 'trtexec_command',
            'import_tensorrt', 'current_device_info', 'read_onnx_meta', 'cuda_context',
            'build_engine']
