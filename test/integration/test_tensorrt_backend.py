@@ -125,3 +125,36 @@ def test_a_corrupt_onnx_is_a_backend_error(tmp_path):
     bad.write_bytes(b'\x08garbage' * 100)
     with pytest.raises(BackendError):
         create_backend('tensorrt', bad, cache_dir=str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def dynamic_onnx(nano, tmp_path_factory):
+    """The nano model exported with a symbolic batch axis (``--dynamic-batch``)."""
+    from fixtures.models import make_model
+
+    from urcdc_training.export import export_onnx
+    path = str(tmp_path_factory.mktemp('dynamic') / 'dynamic.onnx')
+    return export_onnx(make_model(), nano[2], path, dynamic_batch=True)
+
+
+def test_a_max_batch_2_profile_runs_3_cameras_in_two_calls_like_onnxruntime(dynamic_onnx,
+                                                                             tmp_path):
+    backend = create_backend('tensorrt', dynamic_onnx, max_batch=2, cache_dir=str(tmp_path))
+    try:
+        side = json.load(open(sidecar_path(backend.model_path)))
+        assert backend.max_batch == 2 and side['max_batch'] == 2
+        assert side['profile'] == [[1, 3, 64, 192], [2, 3, 64, 192], [2, 3, 64, 192]]
+        x = np.random.default_rng(0).normal(0, 1, (3, 3, 64, 192)).astype(np.float32)
+        got = backend.infer(x)
+        ort = create_backend('onnxruntime', dynamic_onnx, providers='cpu')
+        want = ort.infer(x)
+        assert got['depth'].shape == (3, 1, 64, 192)
+        assert float(np.max(np.abs(got['depth'] - want['depth']))) <= 2e-2
+    finally:
+        backend.close()
+
+
+def test_a_static_batch_onnx_with_max_batch_4_is_refused_before_building(nano, tmp_path):
+    with pytest.raises(BackendError, match='urcdc-export onnx --dynamic-batch'):
+        create_backend('tensorrt', nano[0], max_batch=4, cache_dir=str(tmp_path))
+    assert not list(tmp_path.glob('*.engine'))
