@@ -137,8 +137,8 @@ def dynamic_onnx(nano, tmp_path_factory):
     return export_onnx(make_model(), nano[2], path, dynamic_batch=True)
 
 
-def test_a_max_batch_2_profile_runs_3_cameras_in_two_calls_like_onnxruntime(dynamic_onnx,
-                                                                             tmp_path):
+def test_a_max_batch_2_profile_runs_3_frames_in_two_calls_like_onnxruntime(
+        dynamic_onnx, tmp_path):
     backend = create_backend('tensorrt', dynamic_onnx, max_batch=2, cache_dir=str(tmp_path))
     try:
         side = json.load(open(sidecar_path(backend.model_path)))
