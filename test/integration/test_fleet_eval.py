@@ -93,13 +93,27 @@ def reference(fleet_data, cluster, tmp_path_factory):
     return out, _run(fleet_data, out)
 
 
+def _same(a, b):
+    """Equal dicts of floats/ints/bools, NaN equal to NaN (no tolerance)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        both_nan = isinstance(a[k], float) and np.isnan(a[k]) and np.isnan(b[k])
+        assert both_nan or a[k] == b[k], (k, a[k], b[k])
+
+
 def test_per_frame_metrics_equal_the_sequential_evaluator_bit_for_bit(fleet_data, reference):
     out, fleet = reference
     rows = _frames(out)
     est = OracleFactory(fleet_data['drives'])()
     for bag in (fleet_data['good'], fleet_data['cut']):
         frames = []
-        evaluate_bag(bag, None, estimator=est, n_panels=0, frames_out=frames)
+        result = evaluate_bag(bag, None, estimator=est, n_panels=0, frames_out=frames)
+        # the uncertainty block from the shards' pooled pixels is the sequential one, exactly:
+        # the same float32 pixels (same per-frame seeded subset) in the same frame order go
+        # through the same function, so not even round-off differs
+        fleet_u = fleet['per_bag'][bag]['uncertainty']
+        assert fleet_u['available'] and fleet_u['n'] > 0
+        _same(fleet_u, result['uncertainty'])
         ok = [f for f in frames if f.status == 'ok']
         assert ok
         for f in ok:
@@ -108,6 +122,24 @@ def test_per_frame_metrics_equal_the_sequential_evaluator_bit_for_bit(fleet_data
             for k in METRIC_NAMES:
                 assert row[k] == f.row[k], (bag, f.index, k)   # exact, not approximate
     assert fleet['overall']['used'] == sum(1 for r in rows.values() if r['status'] == 'ok')
+    u = fleet['overall']['uncertainty']
+    assert u['n'] == sum(fleet['per_bag'][b]['uncertainty']['n']
+                         for b in (fleet_data['good'], fleet_data['cut']))
+    # sigma = 5 % of depth is the depth baseline itself: no margin; the oracle beats both
+    assert u['aurg_margin_abs_m'] == pytest.approx(0.0, abs=1e-12)
+    assert u['oracle_ause_abs_m'] == 0.0 and u['ause_abs_m'] > 0.0
+    assert fleet['overall']['calibration_error'] == u['calibration_error']
+
+
+def test_a_shard_without_its_pixel_file_is_rerun(fleet_data, cluster, reference, tmp_path):
+    out = tmp_path / 'out'
+    shutil.copytree(reference[0], out)
+    pixels = sorted((out / 'shards').glob('*.pixels.parquet'))
+    pixels[0].unlink()
+    fleet = _run(fleet_data, out, write_report=False)
+    assert fleet['run']['shards_run'] == 1
+    assert fleet['run']['shards_reused'] == fleet['run']['shards_total'] - 1
+    _same(fleet['overall']['uncertainty'], reference[1]['overall']['uncertainty'])
 
 
 def test_cut_off_bag_is_evaluated_to_the_cut_and_the_corrupt_one_is_listed(fleet_data,
@@ -144,6 +176,17 @@ def test_exact_depth_has_near_zero_tae_and_known_flicker_is_measured(fleet_data,
     assert bag['flicker'] == pytest.approx(np.log(1.05), rel=0.02)
     assert 0.04 < bag['tae'] < 0.06 and bag['tae'] > 20 * tae0
     assert bag['tae_pairs'] == FRAMES - 1
+    # the same bag in shards of 3 frames: the pairs across shard boundaries are scored too
+    split = run_fleet([fleet_data['good']], str(tmp_path / 'split'), OracleFactory(
+        fleet_data['drives'], flicker=0.05), 'flicker', workers=2, ray_address='auto',
+        shard_frames=3, write_report=False)
+    assert split['run']['shards_total'] == 3
+    one, three = _frames(str(tmp_path)), _frames(str(tmp_path / 'split'))
+    assert one.keys() == three.keys()
+    for key, r in one.items():
+        for k in ('tae', 'flicker'):
+            assert r[k] == three[key][k] or (np.isnan(r[k]) and np.isnan(three[key][k])), key
+    assert split['per_bag'][fleet_data['good']]['tae_pairs'] == FRAMES - 1
 
 
 def test_a_shard_that_crashes_is_listed_and_the_others_go_on(fleet_data, cluster, tmp_path):
@@ -200,12 +243,15 @@ def test_interrupted_driver_resumes_to_identical_merged_results(fleet_data, clus
     proc = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     shards = Path(out) / 'shards'
+
+    def finished():  # a shard's rows file is written last
+        return [p for p in shards.glob('*.parquet') if not p.name.endswith('.pixels.parquet')]
     deadline = time.time() + 90
-    while time.time() < deadline and len(list(shards.glob('*.parquet'))) < 1:
+    while time.time() < deadline and len(finished()) < 1:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) != 0
-    done_first = len(list(shards.glob('*.parquet')))
+    done_first = len(finished())
     assert done_first >= 1
     proc = subprocess.run([sys.executable, '-c', DRIVER.format(address=None, **fmt)], env=env,
                           capture_output=True, timeout=180)

@@ -89,6 +89,10 @@ def test_report_loads_without_errors_and_every_image_renders(fleet_out, tmp_path
     out, fleet = fleet_out
     page = open(os.path.join(out, 'report.html')).read()
     assert '<head>' in page
+    # the uncertainty table: the model beside the three baselines, and the calibration line
+    for row in ('<td>uncertainty</td>', '<td>sigma = c · depth</td>', '<td>random order</td>',
+                '<td>oracle (true error)</td>', 'Calibration error'):
+        assert row in page, row
     probe = tmp_path / 'probe.html'
     probe.write_text(page.replace('<head>', '<head>' + CHECKER, 1))
     proc = subprocess.run([exe, '--headless', '--no-sandbox', '--disable-gpu',

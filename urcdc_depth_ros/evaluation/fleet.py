@@ -33,12 +33,13 @@ import numpy as np
 from ..errors import ConfigError, DataError, UrcdcDepthError
 from ..metrics import DEPTH_RANGES_M, METRIC_NAMES
 from .fleet_shards import (EVAL_KEYS, Shard, estimator_from_model, evaluate_shard,
-                           expand_bags, plan_shards, shard_paths)
+                           expand_bags, pixels_path, plan_shards, shard_done, shard_paths)
 
 logger = logging.getLogger(__name__)
 
 SHARD_FRAMES = 32  # default frames per shard
 RETRIES = 3  # restarts of a dead worker, retries of its shard
+POOL_MAX_PIXELS = 5_000_000  # pooled pixels of the overall uncertainty (seeded subset beyond)
 
 
 class _Worker:
@@ -112,7 +113,7 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     os.makedirs(os.path.join(out_dir, 'shards'), exist_ok=True)
     key = f'{key}|{json.dumps({k: settings.get(k) for k in sorted(settings)}, sort_keys=True)}'
     shards, bad_bags = plan_shards(paths, shard_frames, key, settings.get('image_topic'))
-    todo = [s for s in shards if not os.path.exists(shard_paths(out_dir, s)[0])]
+    todo = [s for s in shards if not shard_done(out_dir, s)]
     logger.info('%d bags, %d shards (%d already done), %d unreadable bags', len(paths),
                 len(shards), len(shards) - len(todo), len(bad_bags))
     started = False
@@ -273,6 +274,12 @@ def merge_shards(out_dir: str, shards: Sequence[Shard], bad_bags: dict[str, str]
         if sel.any():
             per_bag[bag] = _block(cols, sel)
     fleet['per_bag'] = per_bag
+    overall_u, per_bag_u = pooled_uncertainty(out_dir, shards)
+    if fleet['overall']:
+        fleet['overall'].update(_headline_uncertainty(overall_u), uncertainty=overall_u)
+    for bag, block in per_bag_u.items():
+        if bag in per_bag:
+            per_bag[bag].update(_headline_uncertainty(block), uncertainty=block)
     fleet['per_camera'] = ({str(c): _block(cols, cols['camera'] == c)
                             for c in sorted(set(cols['camera'].tolist()))} if n else {})
     by_range = {}
@@ -295,6 +302,70 @@ def merge_shards(out_dir: str, shards: Sequence[Shard], bad_bags: dict[str, str]
     fleet['skip_reasons'] = skip
     fleet['bags'] = sorted({s.bag for s in shards} | set(bad_bags))
     return fleet
+
+
+def _headline_uncertainty(block: dict) -> dict[str, float]:
+    """The pooled figures shown as table columns (NaN when there is no uncertainty)."""
+    keys = ('ause_abs_rel', 'aurg_abs_rel', 'aurg_margin_abs_m', 'calibration_error')
+    return {k: block.get(k, float('nan')) for k in keys}
+
+
+def pooled_uncertainty(out_dir: str, shards: Sequence[Shard], seed: int = 0
+                       ) -> tuple[dict, dict[str, dict]]:
+    """The sequential evaluator's uncertainty block, overall and per bag, from shard pixels.
+
+    A bag's block is :func:`.bag_eval._uncertainty_block` (AUSE/AURG beside the oracle,
+    random order and sigma = c * depth, margin, calibration error, mean predicted vs
+    observed) on the bag's pooled pixels in frame order, which are the ones the sequential
+    evaluator pools: its result equals ``urcdc-bag-eval``'s ``uncertainty`` for the same
+    frames. The overall block pools every bag in path order; beyond ``POOL_MAX_PIXELS`` it
+    takes a seeded subset of each bag (same fraction), so the driver's memory stays bounded.
+    Returns ``(overall, {bag: block})``.
+    """
+    import pyarrow.parquet as pq
+    from .bag_eval import _uncertainty_block
+    files: dict[str, list[str]] = {}
+    for s in sorted(shards, key=lambda s: (s.bag, s.lo)):
+        path = pixels_path(shard_paths(out_dir, s)[0])
+        if os.path.exists(path):
+            files.setdefault(s.bag, []).append(path)
+    total = sum(pq.read_metadata(p).num_rows for ps in files.values() for p in ps)
+    keep = min(1.0, POOL_MAX_PIXELS / total) if total else 1.0
+    per_bag: dict[str, dict] = {}
+    parts: dict[str, list[np.ndarray]] = {'pred': [], 'gt': [], 'unc': []}
+    kinds: set[str] = set()
+    for i, (bag, paths) in enumerate(sorted(files.items())):
+        tables = [pq.read_table(p) for p in paths]
+        kinds |= {(t.schema.metadata or {}).get(b'uncertainty_kind', b'metres').decode()
+                  for t in tables}
+        arr = {k: np.concatenate([t.column(c).to_numpy() for t in tables])
+               for k, c in (('pred', 'pred_m'), ('gt', 'gt_m'), ('unc', 'unc'))}
+        per_bag[bag] = _uncertainty_block(_with_unc(arr), _one_kind(kinds, bag))[0]
+        n = arr['pred'].size
+        idx = np.sort(np.random.default_rng([seed, i]).choice(n, round(n * keep), replace=False)
+                      ) if keep < 1.0 else slice(None)
+        for k in parts:
+            parts[k].append(arr[k][idx])
+    if not per_bag:
+        return {'available': False}, {}
+    arr = {k: np.concatenate(v) for k, v in parts.items()}
+    overall = _uncertainty_block(_with_unc(arr), _one_kind(kinds, 'the fleet'))[0]
+    overall['pooled_fraction'] = keep
+    return overall, per_bag
+
+
+def _with_unc(arr: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The evaluator's pooled dict: ``unc_*`` only where the frame had uncertainty."""
+    has = np.isfinite(arr['unc'])
+    return {'pred': arr['pred'], 'gt': arr['gt'], 'unc': arr['unc'][has],
+            'unc_pred': arr['pred'][has], 'unc_gt': arr['gt'][has]}
+
+
+def _one_kind(kinds: set[str], where: str) -> str:
+    if len(kinds) > 1:
+        raise DataError(f'the shards of {where} hold different uncertainty kinds '
+                        f'{sorted(kinds)}: evaluate one model per --out')
+    return next(iter(kinds), 'metres')
 
 
 def _json_clean(obj):

@@ -18,8 +18,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ('used', 'frames', 'abs_rel', 'rms', 'd1', 'silog', 'coverage', 'ause',
-           'unc_mean_m', 'tae', 'flicker', 'model_ms')
+COLUMNS = ('used', 'frames', 'abs_rel', 'rms', 'd1', 'silog', 'coverage', 'ause_abs_rel',
+           'aurg_margin_abs_m', 'calibration_error', 'unc_mean_m', 'tae', 'flicker',
+           'model_ms')
 _SORT_JS = """
 document.querySelectorAll('table.sortable th').forEach(function (th, col) {
   th.addEventListener('click', function () {
@@ -132,6 +133,29 @@ def _stability_png(out_dir: str) -> bytes | None:
     return buf.getvalue()
 
 
+def _uncertainty_html(u: dict) -> str:
+    """The bag report's uncertainty table and lines (:func:`.report.uncertainty_md`) as HTML."""
+    if not u.get('available'):
+        return '<p>no uncertainty in the evaluated frames</p>'
+    from .report import uncertainty_md
+    out, rows = [], []
+    for line in uncertainty_md(u) + ['']:
+        if line.startswith('|'):
+            if not line.startswith('|---'):
+                tag = 'th' if not rows else 'td'
+                rows.append('<tr>' + ''.join(f'<{tag}>{html.escape(c.strip())}</{tag}>'
+                                             for c in line.strip('|').split('|')) + '</tr>')
+            continue
+        if rows:
+            out.append('<table>' + ''.join(rows) + '</table>')
+            rows = []
+        if line:
+            out.append(f'<p>{html.escape(line)}</p>')
+    if u.get('pooled_fraction', 1.0) < 1.0:
+        out.append(f'<p>Pooled on a seeded {u["pooled_fraction"]:.3%} subset of the pixels.</p>')
+    return '\n'.join(out)
+
+
 def render_fleet_html(out_dir: str, fleet: dict, n_panels: int = 6) -> str:
     """The report page as a string (every image a data: URI)."""
     o = fleet.get('overall') or {}
@@ -143,9 +167,10 @@ def render_fleet_html(out_dir: str, fleet: dict, n_panels: int = 6) -> str:
              f'<p>{len(fleet.get("bags", []))} bags, {len(fleet.get("failed_bags", {}))} '
              f'failed; {o.get("used", 0)} of {o.get("frames", 0)} frames evaluated.</p>',
              '<h2>Overall</h2>', _table({'all bags': o} if o else {}, 'scope'),
-             '<p>Metrics are per-image means over every evaluated frame; AUSE is the mean of '
-             'per-frame AUSE (relative error); TAE and flicker are per consecutive frame pair '
-             '(see temporal.py).</p>',
+             '<p>Metrics are per-image means over every evaluated frame; AUSE/AURG, margin '
+             'and calibration error are on the pooled pixels (as urcdc-bag-eval); TAE and '
+             'flicker are per consecutive frame pair (see temporal.py).</p>',
+             '<h2>Uncertainty</h2>', _uncertainty_html(o.get('uncertainty') or {}),
              '<h2>Per bag</h2><p>Click a header to sort.</p>',
              _table({os.path.basename(k): v for k, v in fleet.get('per_bag', {}).items()},
                     'bag', sortable=True),

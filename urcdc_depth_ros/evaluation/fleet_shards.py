@@ -4,9 +4,13 @@ A **shard** is (bag, frame range). :func:`evaluate_shard` runs the bag evaluator
 (:mod:`.bag_eval`) on the shard's frames only, so its per-frame metrics are the sequential
 evaluator's, bit for bit, and adds per frame: uncertainty statistics, pixel counts
 per depth range, timings, and the temporal stability (:mod:`.temporal`) against the previous
-frame of the shard. The rows go to ``shards/<shard id>.parquet`` (written to a temporary name
-and renamed, so a file that exists is complete); a shard that cannot be evaluated leaves
-``shards/<shard id>.failed.json`` with the reason.
+frame (for the first frame of a shard, the frame just before it is predicted too, only for
+that pair, so TAE does not depend on where a bag is cut into shards). The rows go to
+``shards/<shard id>.parquet``, the pooled pixels the evaluator draws per frame (pred, LiDAR,
+uncertainty) to ``shards/<shard id>.pixels.parquet``, from which the fleet's uncertainty
+block is computed exactly as the sequential evaluator's. Both are written to a temporary name
+and renamed, the rows last, so a shard is finished when both exist; a shard that cannot be
+evaluated leaves ``shards/<shard id>.failed.json`` with the reason.
 """
 from __future__ import annotations
 
@@ -137,6 +141,17 @@ def shard_paths(out_dir: str, shard: Shard) -> tuple[str, str]:
     return base + '.parquet', base + '.failed.json'
 
 
+def pixels_path(rows_path: str) -> str:
+    """``shards/<id>.pixels.parquet`` beside a shard's rows file."""
+    return rows_path[:-len('.parquet')] + '.pixels.parquet'
+
+
+def shard_done(out_dir: str, shard: Shard) -> bool:
+    """Both files of a finished shard exist (rows and pooled pixels)."""
+    rows = shard_paths(out_dir, shard)[0]
+    return os.path.exists(rows) and os.path.exists(pixels_path(rows))
+
+
 def _range_columns(p: np.ndarray, g: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
     rel = np.abs(p - g) / g
@@ -156,8 +171,9 @@ class _ShardCollector:
     is scored when both predictions have been seen, and only the last few are kept.
     """
 
-    def __init__(self, protocol, track, n_panels: int) -> None:
+    def __init__(self, protocol, track, n_panels: int, context: int | None = None) -> None:
         self.pr = protocol
+        self.context = context  # index of the frame before the shard: a pair, not a row
         self.track = track
         self.extra: dict[int, dict[str, Any]] = {}
         self.preds: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
@@ -186,7 +202,7 @@ class _ShardCollector:
                 self._pair(a)
             for k in [k for k in self.preds if k < fr.index - 2]:
                 del self.preds[k]
-        if self.n_panels:
+        if self.n_panels and fr.index != self.context:
             self._keep_panel(fr, pred, gt, image)
 
     def _pair(self, a: int) -> None:
@@ -279,14 +295,18 @@ def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
                                     lidar_topic=settings.get('lidar_topic'))
             index = collect_index(reader, topics)
             frames = match_frames(index, topics, protocol.tolerance_ms, n_panels=0)
-            mine = [f for f in frames
-                    if shard.lo <= f.index and (shard.hi is None or f.index < shard.hi)]
             cam = _camera_frame(reader, topics.image)
             found = read_pose_track(reader, cam) if cam else None
-            collector = _ShardCollector(protocol, found[0] if found else None, n_panels)
+            # with ego-motion, the frame before the shard is scored too, for the TAE pair only
+            first = shard.lo - 1 if shard.lo > 0 and found else shard.lo
+            scored = [f for f in frames
+                      if first <= f.index and (shard.hi is None or f.index < shard.hi)]
+            mine = [f for f in scored if f.index >= shard.lo]
+            collector = _ShardCollector(protocol, found[0] if found else None, n_panels,
+                                        context=first if first < shard.lo else None)
             scorer = _HookedScorer(index, topics, protocol, estimator=estimator,
                                    hook=collector)
-            read_error = score_frames(reader, mine, scorer)
+            read_error = score_frames(reader, scored, scorer)
         finally:
             reader.close()
         if not any(f.status == 'ok' for f in mine):
@@ -309,9 +329,11 @@ def evaluate_shard(shard: Shard, estimator, settings: dict, out_dir: str,
             row[k] = fr.row.get(k, np.nan)
         row.update(collector.extra.get(fr.index, {}))
         rows.append(row)
-    write_rows(parquet, rows)
+    kind = getattr(getattr(estimator, 'config', None), 'uncertainty', 'metres')
+    write_pixels(pixels_path(parquet), [f for f in mine if f.status == 'ok'], kind)
     if collector.panels:
         _write_panels(parquet[:-len('.parquet')] + '.panels.npz', collector.panels)
+    write_rows(parquet, rows)  # last: the rows file says the shard's other files are there
     if os.path.exists(failed):
         os.remove(failed)
     n_ok = sum(r['status'] == 'ok' for r in rows)
@@ -347,6 +369,33 @@ def write_rows(path: str, rows: list[dict]) -> None:
     import pyarrow.parquet as pq
     tmp = path + '.tmp'
     table = pa.Table.from_pylist(rows) if rows else pa.table({'index': pa.array([], pa.int64())})
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_pixels(path: str, frames: Sequence, kind: str) -> None:
+    """The scored frames' pooled pixels -> Parquet, atomically, in frame order.
+
+    Columns ``index``, ``pred_m``, ``gt_m``, ``unc`` (float32 as the evaluator pools them;
+    ``unc`` NaN for a frame without uncertainty: the evaluator keeps finite values only).
+    The schema metadata ``uncertainty_kind`` says what ``unc`` holds.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def cat(arrays, dtype):
+        return np.concatenate(arrays).astype(dtype, copy=False) if arrays \
+            else np.zeros(0, dtype)
+    samples = [f.samples for f in frames]
+    unc = [s[2] if s[2] is not None else np.full(s[0].shape, np.nan, np.float32)
+           for s in samples]
+    table = pa.table({
+        'index': cat([np.full(s[0].shape, f.index, np.int64)
+                      for f, s in zip(frames, samples)], np.int64),
+        'pred_m': cat([s[0] for s in samples], np.float32),
+        'gt_m': cat([s[1] for s in samples], np.float32),
+        'unc': cat(unc, np.float32)}).replace_schema_metadata({'uncertainty_kind': kind})
+    tmp = path + '.tmp'
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
@@ -412,4 +461,5 @@ class _ModelFactory:
 
 
 __all__ = ['EVAL_KEYS', 'Shard', 'count_frames', 'estimator_from_model', 'evaluate_shard',
-           'expand_bags', 'plan_shards', 'read_panels', 'shard_paths', 'write_rows']
+           'expand_bags', 'pixels_path', 'plan_shards', 'read_panels', 'shard_done',
+           'shard_paths', 'write_pixels', 'write_rows']
