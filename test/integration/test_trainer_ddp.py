@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -47,6 +49,19 @@ def _worker(rank: int, world: int, store: str, workdir: str) -> None:
 
 @pytest.mark.slow
 def test_two_process_gloo_step_equals_single_process_step(tmp_path):
+    # reason: run in a fresh interpreter, as torchrun would. Late in the full suite, after
+    # OpenVINO, ONNX Runtime and Ray had been loaded into the pytest process, the parent of
+    # mp.spawn died of SIGSEGV with no Python frame; alone, the same test passed.
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [here, os.path.dirname(here), os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def _compare_ddp_with_single_process(tmp_path) -> None:
+    """The check itself (raises AssertionError on a mismatch); run by the test's subprocess."""
     workdir = str(tmp_path)
     mp.spawn(_worker, args=(2, str(tmp_path / 'store'), workdir), nprocs=2, join=True)
     ddp = torch.load(os.path.join(workdir, 'ddp_params.pt'), weights_only=True)
@@ -86,3 +101,8 @@ def test_two_process_gloo_step_equals_single_process_step(tmp_path):
     assert moved > 1e-5
     assert worst <= 1e-6, f'DDP differs from the averaged single-process step by {worst}'
     assert noisy <= 1e-3 * total, f'{noisy} of {total} near-zero-gradient elements differ'
+
+
+if __name__ == '__main__':
+    import pathlib
+    _compare_ddp_with_single_process(pathlib.Path(sys.argv[1]))
