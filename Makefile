@@ -24,8 +24,17 @@ $(STAMP): $(REQS) setup.py setup.cfg
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# reason: three pytest processes. With Ray's driver (test_fleet_eval) and OpenVINO
+# (test_low_precision, test_export_parity) loaded in the same process as the rest, the pytest
+# process died of SIGSEGV, with no Python frame, at its next fork (pip download, mp.spawn); it
+# happened in 2 of 2 full runs on 2 cores and never when the files ran in their own process.
+ISOLATED_TESTS := test/integration/test_fleet_eval.py \
+                  test/integration/test_low_precision.py test/integration/test_export_parity.py
+
 test: setup browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(addprefix --ignore=,$(ISOLATED_TESTS)) $(PYTEST_ARGS)
+	$(PY) -m pytest test/integration/test_low_precision.py test/integration/test_export_parity.py $(PYTEST_ARGS)
+	$(PY) -m pytest test/integration/test_fleet_eval.py $(PYTEST_ARGS)
 
 # Headless Chromium for the fleet report's browser test: Debian's package, installed when
 # running as root (CI) and missing; elsewhere the test skips with a message.
