@@ -18,8 +18,14 @@ Steps (each one reuses what an earlier run left in ``--out``):
    with the calibrated model, its outputs recorded and scored against the bag's LiDAR; the
    report shows the baselines beside.
 
-``python -m urcdc_training.demo [--out demo_out] [--profile full|fast]``. ``fast`` is the tiny
-version ``make test`` runs (seconds per step; it proves the chain, not the accuracy).
+With ``--compare`` (``make demo DEMO_ARGS=--compare``), step 7 also writes the calibrated
+model as an FP16 ONNX and as an INT8 QDQ ONNX (``urcdc-export onnx --precision``; INT8
+calibrated on the calibration drive's frames), scores both on the test bag in ONNX Runtime,
+and the report and the summary show them beside FP32 with their AbsRel change (goals: FP16
+<= 0.5 %, INT8 <= 3 %, relative).
+
+``python -m urcdc_training.demo [--out demo_out] [--profile full|fast] [--compare]``. ``fast``
+is the tiny version ``make test`` runs (seconds per step; it proves the chain, not the accuracy).
 """
 from __future__ import annotations
 
@@ -64,8 +70,9 @@ PROFILES = {
                         crop_width=608, input_height=176, input_width=560, steps=540, batch=2,
                         lr=3e-4, eval_flip_tta=True, require_improvement=True),
     # quarter resolution, a handful of steps: the chain end to end in well under a minute
-    # (3 frames of 310x94 hold too few LiDAR pixels for a real fit: a chain check only)
-    'fast': DemoProfile(drives=3, frames=3, width=310, height=94, crop_height=88,
+    # (3 frames of 310x94 hold too few LiDAR pixels for a real fit: a chain check only;
+    # 4 drives so that --compare finds the 8 INT8 calibration frames outside the test drive)
+    'fast': DemoProfile(drives=4, frames=3, width=310, height=94, crop_height=88,
                         crop_width=304, input_height=80, input_width=288, steps=4, batch=2,
                         lr=3e-4, eval_flip_tta=False, require_improvement=False,
                         calibration_min_pixels=1_000),
@@ -75,6 +82,9 @@ PROFILES = {
 STEPS = 8
 #: the goals of the calibrated uncertainty on the test drive, through the node
 GOALS = {'aurg_margin_abs_m': 0.02, 'calibration_error': 0.15, 'mean_ratio_off': 0.10}
+#: ``--compare``: the largest AbsRel change against FP32 on the test drive (relative)
+PRECISION_GOALS = {'fp16': 0.005, 'int8': 0.03}
+PRECISION_LABELS = {'fp16': 'FP16 graph', 'int8': 'INT8 QDQ'}
 
 
 def _step(i: int, text: str) -> float:
@@ -195,9 +205,64 @@ def overview_figure(bag: str, onnx_path: str, params_file: str, path: str) -> st
     return path
 
 
+def calibration_images(info) -> list[str]:
+    """INT8 calibration frames: the calibration drive's camera, topped up from the training
+    drives when it has fewer than the minimum (the ``fast`` profile); never the test drive."""
+    from . import onnx_precision as op
+
+    def images(drive: str) -> list[str]:
+        return op.list_calibration_images(
+            os.path.join(info.raw_path, info.date, drive, 'image_02', 'data'))
+    paths = images(info.test_drives[0])
+    for drive in info.train_drives:
+        if len(paths) >= op.MIN_CALIBRATION_FRAMES:
+            break
+        paths += images(drive)
+    return op.pick_frames(paths, op.DEFAULT_CALIBRATION_FRAMES)
+
+
+def low_precision_models(onnx_path: str, calib_paths: list[str],
+                         resize_mode: str) -> dict[str, str]:
+    """``--compare``: FP16 and INT8 QDQ copies of ``onnx_path`` (reused while newer).
+
+    INT8 ranges come from the ``calib_paths`` images, preprocessed with the node's
+    ``resize_mode``.
+    """
+    from urcdc_depth_ros.evaluation.calibrate import read_model_meta
+
+    from . import onnx_precision as op
+    stem = os.path.splitext(onnx_path)[0]
+    out = {}
+    for precision in PRECISION_GOALS:
+        dst = f'{stem}_{precision}.onnx'
+        out[precision] = dst
+        if os.path.isfile(dst) and os.path.getmtime(dst) > os.path.getmtime(onnx_path):
+            continue
+        frames = None
+        if precision == 'int8':
+            frames = op.calibration_inputs(calib_paths, read_model_meta(onnx_path), resize_mode)
+        op.write_precision(onnx_path, dst, precision, frames)
+    return out
+
+
+def precision_figures(fp32: dict, low: dict[str, dict]) -> dict:
+    """AbsRel of each low-precision run beside FP32's, its relative change and the goal."""
+    ref = fp32['metrics']['abs_rel']
+    out = {'fp32': {'abs_rel': ref}}
+    for precision, result in low.items():
+        v = result['metrics']['abs_rel']
+        change = abs(v / ref - 1.0)
+        out[precision] = {'abs_rel': v, 'change': change, 'target': PRECISION_GOALS[precision],
+                          'met': bool(change <= PRECISION_GOALS[precision])}
+    return out
+
+
 def run_demo(out: str, profile: str = 'full', seed: int = 0,
-             params_file: str | None = None) -> dict:
-    """Run the whole pipeline into ``out``; returns the summary (also ``out/summary.json``)."""
+             params_file: str | None = None, compare: bool = False) -> dict:
+    """Run the whole pipeline into ``out``; returns the summary (also ``out/summary.json``).
+
+    ``compare``: also score FP16 and INT8 QDQ copies of the model (see the module docstring).
+    """
     from urcdc_depth_ros.config import estimator_config_from_params, load_node_params
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.evaluation import evaluate_bag
@@ -265,13 +330,24 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
     bound = evaluate_bag(bag, None, write_report=False, estimator=DepthEstimator.from_model(
         calibrated_onnx, config=replace(est_cfg, uncertainty='bound90')))
     _done(t0, f'untrained AbsRel {baseline["metrics"]["abs_rel"]:.3f}')
+    low = {}
+    if compare:
+        t0 = time.perf_counter()
+        for precision, path in low_precision_models(calibrated_onnx, calibration_images(info),
+                                                    params['resize_mode']).items():
+            low[precision] = evaluate_bag(bag, None, write_report=False,
+                                          estimator=DepthEstimator.from_model(path,
+                                                                              config=est_cfg))
+        _done(t0, '--compare: FP16 and INT8 QDQ models scored on the test bag')
 
     t0 = _step(8, 'replay through the real depth_node (rclpy), calibrated model, bag evaluation')
     report_dir = os.path.join(out, 'report')
     result = replay_and_evaluate(bag, report_dir, params_file=params_file,
                                  model_path=calibrated_onnx,
                                  baselines={'untrained': baseline,
-                                            'uncalibrated head': uncalibrated})
+                                            'uncalibrated head': uncalibrated,
+                                            **{PRECISION_LABELS[k]: v
+                                               for k, v in low.items()}})
     overview = overview_figure(bag, calibrated_onnx, params_file,
                                os.path.join(out, 'overview.png'))
     _done(t0, os.path.join(report_dir, 'report.html'))
@@ -291,6 +367,8 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
         'wall_s': time.perf_counter() - t_all,
     }
     summary['goals'] = uncertainty_goals(summary['uncertainty']['calibrated (node)'])
+    if low:
+        summary['precision'] = precision_figures(uncalibrated, low)
     with open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, default=str)
     return summary
@@ -370,6 +448,15 @@ def print_summary(s: dict) -> None:
         sign = '>=' if k.startswith('aurg') else '<='
         print(f'    goal {k}: {_f(g["value"])} (target {sign} {g["target"]}) '
               f'{"met" if g["met"] else "MISSED"}')
+    if s.get('precision'):
+        p = s['precision']
+        print(f'  --compare, in-process ONNX Runtime on the test drive: AbsRel FP32 '
+              f'{p["fp32"]["abs_rel"]:.4f}')
+        for k in PRECISION_GOALS:
+            g = p[k]
+            print(f'    {PRECISION_LABELS[k]:<10} AbsRel {g["abs_rel"]:.4f}  change '
+                  f'{100 * g["change"]:.2f} % (target <= {100 * g["target"]:.1f} %) '
+                  f'{"met" if g["met"] else "MISSED"}')
     print('=' * 72)
 
 
@@ -380,11 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--profile', choices=sorted(PROFILES), default='full')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--params-file', default=None, help='node params (default config/depth.yaml)')
+    p.add_argument('--compare', action='store_true',
+                   help='also score FP16 and INT8 QDQ copies of the model beside FP32')
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: '
                         '%(message)s', datefmt='%H:%M:%S')
     try:
-        summary = run_demo(args.out, args.profile, args.seed, args.params_file)
+        summary = run_demo(args.out, args.profile, args.seed, args.params_file, args.compare)
     except (UrcdcDepthError, RuntimeError) as exc:
         logger.error('demo failed: %s', exc)
         return 2

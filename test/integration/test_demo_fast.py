@@ -2,8 +2,9 @@
 
 The real chain end to end: synthetic drives -> urcdc-train (both branches) -> urcdc-eval ->
 ONNX export -> kitti2bag -> urcdc-calibrate on the calibration drive -> bag evaluation of the
-baselines -> replay through the real depth_node over rclpy with the calibrated model -> report
-with the baselines beside. A rerun reuses everything it can.
+baselines (and, with ``--compare``, FP16 and INT8 QDQ copies of the model) -> replay through
+the real depth_node over rclpy with the calibrated model -> report with the baselines beside.
+A rerun reuses everything it can.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ros]
 def demo(tmp_path_factory):
     from urcdc_training.demo import run_demo
     out = tmp_path_factory.mktemp('demo')
-    return out, run_demo(str(out), profile='fast')
+    return out, run_demo(str(out), profile='fast', compare=True)
 
 
 def test_fast_demo_writes_every_artefact_and_a_report_with_the_baseline(demo):
@@ -56,3 +57,21 @@ def test_rerun_reuses_data_checkpoint_export_and_bag(demo):
     again = run_demo(str(out), profile='fast')
     assert {p: os.path.getmtime(p) for p in kept} == kept
     assert again['abs_rel'] == pytest.approx(first['abs_rel'], rel=1e-5)
+
+
+def test_compare_scores_fp16_and_int8_copies_beside_fp32(demo):
+    from urcdc_depth_ros.evaluation.calibrate import read_model_meta
+    out, s = demo
+    prec = s['precision']
+    assert set(prec) == {'fp32', 'fp16', 'int8'}
+    metrics = json.loads((out / 'report' / 'metrics.json').read_text())
+    for key, label in (('fp16', 'FP16 graph'), ('int8', 'INT8 QDQ')):
+        path = os.path.splitext(s['onnx_calibrated'])[0] + f'_{key}.onnx'
+        assert read_model_meta(path).precision == key
+        assert math.isfinite(prec[key]['abs_rel']) and prec[key]['abs_rel'] > 0
+        assert metrics['baselines'][label]['abs_rel'] == pytest.approx(prec[key]['abs_rel'])
+    # the FP32 reference is the in-process run of the same bag (the uncalibrated report)
+    fp32 = json.loads((out / 'uncalibrated_report' / 'metrics.json').read_text())
+    assert prec['fp32']['abs_rel'] == pytest.approx(fp32['metrics']['abs_rel'])
+    # FP16 weights and activations barely move a depth map; a broken conversion would
+    assert prec['fp16']['change'] < 0.05
