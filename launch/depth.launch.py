@@ -3,7 +3,10 @@
 Arguments: namespace, params_file (default: the installed config/depth.yaml), image_topic,
 camera_info_topic, and backend, model_path, use_compressed, cameras (comma-separated names, e.g.
 ``cameras:=cam_02,cam_03``), which override the params file only when given; rviz (``true``
-also starts ``rviz2`` with the installed config/depth.rviz, when rviz2 is installed). The node's
+also starts ``rviz2`` with the installed config/depth.rviz, when rviz2 is installed);
+large_data (``true`` runs the node with the installed config/fastdds_large_data.xml as its
+Fast DDS profile: shared memory with 64 MB segments, so clouds and depth images reach
+processes on the same host whole instead of as UDP fragments; rmw_fastrtps_cpp only). The node's
 relative topics ``image``, ``image/compressed`` and ``camera_info`` are remapped onto the given
 topics; outputs (``depth``, ``uncertainty``, ``depth/camera_info``, ``points``, ...) appear
 under the namespace. A rig's topics are per camera (``<cam>/image``, ``<cam>/depth``, ...) and
@@ -22,6 +25,7 @@ PACKAGE = 'urcdc_depth_ros'
 #: launch arguments that override the params file, and only when given (empty = the file's)
 PARAM_ARGS = ('backend', 'model_path', 'use_compressed', 'cameras')
 RVIZ_CONFIG = 'depth.rviz'
+DDS_PROFILE = 'fastdds_large_data.xml'
 
 
 def _typed(name: str, value: str):
@@ -55,6 +59,13 @@ def _rviz(context, config_dir: str) -> list:
                  arguments=['-d', os.path.join(config_dir, RVIZ_CONFIG)])]
 
 
+def _dds_env(context, config_dir: str) -> dict:
+    """The node's extra environment: the large-data Fast DDS profile when ``large_data:=true``."""
+    if context.launch_configurations.get('large_data', 'false').strip().lower() != 'true':
+        return {}
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(config_dir, DDS_PROFILE)}
+
+
 def _node(context):
     image_topic = LaunchConfiguration('image_topic')
     config_dir = os.path.join(get_package_share_directory(PACKAGE), 'config')
@@ -65,6 +76,7 @@ def _node(context):
         namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
+        additional_env=_dds_env(context, config_dir),
         parameters=[LaunchConfiguration('params_file'), _param_overrides(context)],
         remappings=[
             ('image', image_topic),
@@ -100,5 +112,8 @@ def generate_launch_description() -> LaunchDescription:
                                           'topics <cam>/...); empty = the params file\'s'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='true: also start rviz2 with config/depth.rviz'),
+        DeclareLaunchArgument('large_data', default_value='false',
+                              description='true: Fast DDS profile config/' + DDS_PROFILE
+                                          + ' (whole large messages over shared memory)'),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=_node)])

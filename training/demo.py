@@ -206,8 +206,10 @@ def overview_figure(bag: str, onnx_path: str, params_file: str, path: str) -> st
 
 
 def calibration_images(info) -> list[str]:
-    """INT8 calibration frames: the calibration drive's camera, topped up from the training
-    drives when it has fewer than the minimum (the ``fast`` profile); never the test drive."""
+    """INT8 calibration frames of the calibration drive (never the test drive).
+
+    Topped up from the training drives when it has fewer than the minimum (``fast`` profile).
+    """
     from . import onnx_precision as op
 
     def images(drive: str) -> list[str]:

@@ -37,8 +37,11 @@ from .diagnostics import LatencyStats, NodeStats
 from .encodings import to_rgb
 from .errors import InputError, UrcdcDepthError
 from .frame_buffer import RigSlots
-from .pointcloud import PointCloudBuilder
+from .pointcloud import PointCloudBuilder, cloud_shape
 from .preprocessing import plan_geometry, view_fraction
+
+#: threads of the point-cloud build (the backend is idle while the node publishes)
+CLOUD_THREADS = 2
 
 
 #: parameter -> (description, (min, max) or None), from the config fields' metadata
@@ -157,7 +160,8 @@ class DepthNode(LifecycleNode):
         self._diag_timer = None
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self._clouds = PointCloudBuilder()
+        self._clouds = PointCloudBuilder(threads=CLOUD_THREADS)
+        self._buffers = ros_io.MessageBuffers()  # outgoing message data, reused per frame
         self._state = 'unconfigured'
         self._input_group = MutuallyExclusiveCallbackGroup()
 
@@ -627,39 +631,46 @@ class DepthNode(LifecycleNode):
         header = frame.header
         dh, dw = res.depth_m.shape
         if self._wanted(cam, 'depth'):
-            cam.pubs['depth'].publish(ros_io.numpy_to_image(res.depth_m, '32FC1', header))
+            cam.pubs['depth'].publish(self._image(cam, 'depth', res.depth_m, '32FC1', header))
         if self._wanted(cam, 'uncertainty'):
-            cam.pubs['uncertainty'].publish(
-                ros_io.numpy_to_image(np.ascontiguousarray(res.uncertainty, np.float32),
-                                      '32FC1', header))
+            cam.pubs['uncertainty'].publish(self._image(
+                cam, 'uncertainty', np.asarray(res.uncertainty, np.float32), '32FC1', header))
         if self._wanted(cam, 'camera_info'):
             cam.pubs['camera_info'].publish(
                 ros_io.transform_camera_info(job.camera_model, res.K, dw, dh, header))
         if self._wanted(cam, 'points'):
-            cam.pubs['points'].publish(ros_io.build_pointcloud2(
-                self._cloud(cam, frame, res), header))
+            cloud, buf = self._cloud(cam, frame, res)
+            cam.pubs['points'].publish(ros_io.build_pointcloud2(cloud, header, buf))
         if self._wanted(cam, 'colorized'):
             meta = getattr(self._estimator, 'meta', None)
             far = self._cfg.colorize_max_depth_m or getattr(meta, 'max_depth', KITTI_MAX_DEPTH_M)
-            cam.pubs['colorized'].publish(ros_io.numpy_to_image(
-                ros_io.colorize_depth(res.depth_m, far), 'bgr8', header))
+            cam.pubs['colorized'].publish(self._image(
+                cam, 'colorized', ros_io.colorize_depth(res.depth_m, far), 'bgr8', header))
         now = time.perf_counter()
         cam.stats.output_tick(now, (now - frame.t_recv_s) * 1e3,
                               res.timings_ms.get('backend'), (t_start - frame.t_recv_s) * 1e3)
 
+    def _image(self, cam: _Camera, key: str, arr: np.ndarray, encoding: str, header):
+        """Image message of ``arr`` in this camera's reused ``key`` buffer."""
+        buf = self._buffers.get((cam.name, key), arr.nbytes)
+        return ros_io.numpy_to_image(arr, encoding, header, buffer=buf)
+
     def _cloud(self, cam: _Camera, frame: _Frame, res):
+        """(cloud, its message buffer): the organised cloud built in this camera's buffer."""
         cfg = cam.cfg.node
         rgb = None
         if cfg.points_rgb and frame.image.shape[:2] == res.depth_m.shape:
             rgb = to_rgb(frame.image, frame.encoding)
         unc = res.uncertainty if (cfg.points_uncertainty or cfg.points_max_uncertainty) else None
+        shape = cloud_shape(*res.depth_m.shape, cfg.points_stride, rgb is not None,
+                            unc is not None and cfg.points_uncertainty)
+        buf = self._buffers.get((cam.name, 'points'), 4 * int(np.prod(shape)))
         cloud = self._clouds.build(res.depth_m, res.K, rgb=rgb, uncertainty=unc,
                                    stride=cfg.points_stride, max_range_m=cfg.points_max_range_m,
-                                   max_uncertainty=cfg.points_max_uncertainty)
-        if unc is not None and not cfg.points_uncertainty:  # used only for filtering
-            cloud = type(cloud)(np.ascontiguousarray(cloud.points[..., :-1]),
-                                cloud.fields[:-1], cloud.stride)
-        return cloud
+                                   max_uncertainty=cfg.points_max_uncertainty,
+                                   uncertainty_field=cfg.points_uncertainty,
+                                   out=ros_io.buffer_view(buf, np.float32, shape))
+        return cloud, buf
 
     # ---------------------------------------------------------------- diagnostics
     def _camera_status(self, stats: NodeStats, name: str) -> DiagnosticStatus:

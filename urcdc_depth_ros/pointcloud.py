@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,6 +24,10 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import validate_intrinsics
+
+#: clouds of at least this many points are built in row bands on ``threads`` threads (numpy
+#: and OpenCV release the GIL; at 1242 x 375 two bands took 1.1 ms instead of 1.8 ms)
+PARALLEL_MIN_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,16 @@ class PointCloudBuilder:
 
     Args:
         cache_size: how many (size, stride, K) ray grids to keep (least recently used goes).
+        threads: row bands built in parallel for clouds of at least PARALLEL_MIN_POINTS
+            points (the node uses 2: its backend is idle while it publishes). A builder with
+            ``threads > 1`` serves one caller at a time.
     """
 
-    def __init__(self, cache_size: int = 4) -> None:
+    def __init__(self, cache_size: int = 4, threads: int = 1) -> None:
         self._cache: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
         self._cache_size = max(1, int(cache_size))
+        self._threads = max(1, int(threads))
+        self._pool: Optional[ThreadPoolExecutor] = None
 
     def rays(self, height: int, width: int, K: np.ndarray, stride: int = 1
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +118,8 @@ class PointCloudBuilder:
 
     def build(self, depth_m: np.ndarray, K: np.ndarray, rgb: Optional[np.ndarray] = None,
               uncertainty: Optional[np.ndarray] = None, stride: int = 1,
-              max_range_m: float = 0.0, max_uncertainty: float = 0.0) -> CloudArrays:
+              max_range_m: float = 0.0, max_uncertainty: float = 0.0,
+              uncertainty_field: bool = True, out: Optional[np.ndarray] = None) -> CloudArrays:
         """Organised cloud from a depth image.
 
         Args:
@@ -121,9 +132,14 @@ class PointCloudBuilder:
                 centre (m) become NaN.
             max_uncertainty: if > 0, points whose ``uncertainty`` exceeds it become NaN
                 (needs ``uncertainty``).
+            uncertainty_field: False = use ``uncertainty`` for filtering only, no field.
+            out: optional C-contiguous float32 ``(h', w', C)`` array to write the cloud into
+                (e.g. a reused message buffer, see :func:`cloud_shape`); InputError if its
+                shape is not the cloud's.
 
         Returns:
-            :class:`CloudArrays` of shape ``(ceil(H / stride), ceil(W / stride), C)``.
+            :class:`CloudArrays` of shape ``(ceil(H / stride), ceil(W / stride), C)``; its
+            ``points`` is ``out`` when given.
         """
         depth_m = np.asarray(depth_m)
         if depth_m.ndim != 2 or depth_m.size == 0:
@@ -140,24 +156,66 @@ class PointCloudBuilder:
         z = depth_m[::stride, ::stride]
         unc = uncertainty[::stride, ::stride] if uncertainty is not None else None
         with np.errstate(invalid='ignore', over='ignore'):
-            invalid = (z <= 0) | (z == np.inf)  # NaN is invalid already and stays NaN
+            # NaN is invalid already and stays NaN; the NaN-ignoring min/max spare the mask
+            # when every finite depth is in (0, inf), the usual case for a network's output
+            lo, hi = np.fmin.reduce(z, axis=None), np.fmax.reduce(z, axis=None)
+            invalid = None if (lo > 0 and hi < np.inf) else (z <= 0) | (z == np.inf)
             if max_range_m > 0:
-                invalid |= z * norm > max_range_m
+                far = z * norm > max_range_m
+                invalid = far if invalid is None else invalid | far
             if max_uncertainty > 0 and unc is not None:
-                invalid |= ~(unc <= max_uncertainty)  # NaN uncertainty is filtered too
-        if invalid.any():
+                bad = ~(unc <= max_uncertainty)  # NaN uncertainty is filtered too
+                invalid = bad if invalid is None else invalid | bad
+        if invalid is not None and invalid.any():
             z = np.where(invalid, np.float32(np.nan), z)
         z = np.ascontiguousarray(z, np.float32)
-        fields = ['x', 'y', 'z']
-        planes = [rx * z, ry * z, z]
-        if rgb is not None:
-            fields.append('rgb')
-            planes.append(packed_rgb_plane(rgb[::stride, ::stride]))
-        if unc is not None:
-            fields.append('uncertainty')
-            planes.append(np.ascontiguousarray(unc, np.float32))
-        out = cv2.merge(planes)
-        return CloudArrays(out, tuple(fields), stride)
+        rgb = rgb[::stride, ::stride] if rgb is not None else None
+        unc = unc if uncertainty_field else None
+        fields = ('x', 'y', 'z') + (('rgb',) if rgb is not None else ()) \
+            + (('uncertainty',) if unc is not None else ())
+        shape = z.shape + (len(fields),)
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise InputError(f'out must be a C-contiguous float32 array of shape {shape}, got '
+                             f'{out.dtype} {out.shape}')
+
+        def band(rows: slice) -> None:
+            zb = z[rows]
+            planes = [rx[rows] * zb, ry[rows] * zb, zb]
+            if rgb is not None:
+                planes.append(packed_rgb_plane(rgb[rows]))
+            if unc is not None:
+                planes.append(np.ascontiguousarray(unc[rows], np.float32))
+            dst = out[rows]
+            written = cv2.merge(planes, dst=dst)
+            if not np.shares_memory(written, dst):  # OpenCV allocated after all
+                np.copyto(dst, written.reshape(dst.shape))
+
+        self._run_bands(band, z.shape[0], z.size)
+        return CloudArrays(out, fields, stride)
+
+    def _run_bands(self, band, rows: int, points: int) -> None:
+        """``band(rows)`` over the whole cloud, in ``threads`` row bands for large clouds."""
+        n = self._threads if points >= PARALLEL_MIN_POINTS else 1
+        if n <= 1:
+            band(slice(None))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix='cloud')
+        edges = np.linspace(0, rows, n + 1).round().astype(int)
+        slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        futures = [self._pool.submit(band, sl) for sl in slices[1:]]
+        band(slices[0])
+        for f in futures:
+            f.result()
+
+
+def cloud_shape(height: int, width: int, stride: int, rgb: bool, uncertainty: bool
+                ) -> tuple[int, int, int]:
+    """``(h', w', C)`` of the cloud :meth:`PointCloudBuilder.build` makes for these options."""
+    stride = max(int(stride), 1)
+    return (-(-int(height) // stride), -(-int(width) // stride), 3 + bool(rgb) + bool(uncertainty))
 
 
 _DEFAULT_BUILDER = PointCloudBuilder()
@@ -168,4 +226,5 @@ def depth_to_points(depth_m: np.ndarray, K: np.ndarray, **kwargs) -> CloudArrays
     return _DEFAULT_BUILDER.build(depth_m, K, **kwargs)
 
 
-__all__ = ['CloudArrays', 'PointCloudBuilder', 'depth_to_points', 'pack_rgb', 'unpack_rgb']
+__all__ = ['CloudArrays', 'PointCloudBuilder', 'cloud_shape', 'depth_to_points', 'pack_rgb',
+           'unpack_rgb']

@@ -29,11 +29,12 @@ def node_command(model_path: str, *extra: str, params_file: str = PARAMS_FILE) -
             '--params-file', params_file, '-p', f'model_path:={model_path}', *extra]
 
 
-def start_node(cmd: list[str], log_path: str) -> subprocess.Popen:
-    """Start the node in its own process group, logging to ``log_path``."""
+def start_node(cmd: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
+    """Start the node in its own process group, logging to ``log_path``; ``env``: extra vars."""
     log = open(log_path, 'w')
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env=None if env is None else {**os.environ, **env})
 
 
 def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout_s: float = 20.0) -> int:

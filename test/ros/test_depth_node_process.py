@@ -138,3 +138,39 @@ def test_node_exits_cleanly_on_sigterm(setup):
     log = open(setup['log']).read()
     assert rc == 0, log[-3000:]
     assert 'Traceback' not in log, log[-3000:]
+
+
+def test_the_large_data_dds_profile_delivers_consecutive_frames_exactly(tmp_path):
+    """config/fastdds_large_data.xml (launch ``large_data:=true``) in a real node process:
+    Fast DDS accepts it, and two different frames arrive whole and equal to the estimator's
+    (the node reuses its message buffers from frame to frame)."""
+    from urcdc_depth_ros.estimator import DepthEstimator
+    from urcdc_depth_ros.ros_io import image_to_numpy, pointcloud2_to_arrays
+    profile = os.path.join(os.path.dirname(__file__), '..', '..', 'config',
+                           'fastdds_large_data.xml')
+    model = tiny_onnx_model(str(tmp_path))
+    ns = '/proc_large'
+    cmd = node_command(model, '-r', f'__ns:={ns}', '-r', 'image:=/large_cam/image_raw',
+                       '-r', 'camera_info:=/large_cam/camera_info')
+    log = os.path.join(str(tmp_path), 'node.log')
+    proc = start_node(cmd, log, env={'FASTDDS_DEFAULT_PROFILES_FILE': os.path.abspath(profile)})
+    probe = Probe(ns, '/large_cam/image_raw', '/large_cam/camera_info')
+    est = DepthEstimator.from_model(model, config=estimator_config_from_yaml())
+    s = {'proc': proc, 'probe': probe, 'log': log}
+    try:
+        K = kitti_like_K(W, H)
+        for i, seed in enumerate((3, 4)):
+            img = synthetic_image(H, W, seed=seed)
+            out = _send_until_output(s, img, 'rgb8', 2_000_000_000 + i, K)
+            ref = est.estimate(img, K, encoding='rgb8')
+            np.testing.assert_allclose(image_to_numpy(out['depth']), ref.depth_m, rtol=1e-5,
+                                       atol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(image_to_numpy(out['uncertainty']), ref.uncertainty,
+                                       rtol=1e-5, atol=1e-6, equal_nan=True)
+            z = pointcloud2_to_arrays(out['points'])['z']
+            np.testing.assert_allclose(z, ref.depth_m, rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert 'error' not in open(log).read().lower()
+    finally:
+        probe.close()
+        est.close()
+        stop_node(proc, signal.SIGKILL)

@@ -239,3 +239,36 @@ def test_pointcloud2_matches_sensor_msgs_py():  # pragma: no cover - ROS install
     assert (ours.point_step, ours.fields) == (theirs.point_step, theirs.fields)
     back = point_cloud2.read_points_numpy(ours, field_names=('x', 'y', 'z'))
     np.testing.assert_array_equal(back, cloud.points[..., :3].reshape(-1, 3))
+
+
+def test_messages_built_in_reused_buffers_equal_fresh_ones_and_keep_the_buffer():
+    buffers = ros_io.MessageBuffers()
+    header = ros_io.Header(frame_id='cam')
+    for seed in (0, 1):  # the second frame overwrites the first one's buffer
+        d = np.random.default_rng(seed).uniform(1, 50, (24, 32)).astype(np.float32)
+        buf = buffers.get('depth', d.nbytes)
+        msg = ros_io.numpy_to_image(d, '32FC1', header, buffer=buf)
+        fresh = ros_io.numpy_to_image(d, '32FC1', header)
+        assert msg.data is buf and bytes(msg.data) == bytes(fresh.data)
+        assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (
+            fresh.height, fresh.width, fresh.step, fresh.encoding, fresh.is_bigendian)
+        np.testing.assert_array_equal(ros_io.image_to_numpy(msg), d)
+        cbuf = buffers.get('points', d.size * 4 * 4)
+        cloud = depth_to_points(d, K, uncertainty=d, out=ros_io.buffer_view(
+            cbuf, np.float32, d.shape + (4,)))
+        pc = ros_io.build_pointcloud2(cloud, header, cbuf)
+        assert pc.data is cbuf
+        assert bytes(pc.data) == bytes(ros_io.build_pointcloud2(
+            depth_to_points(d, K, uncertainty=d), header).data)
+    assert buffers.get('depth', d.nbytes) is buf  # same size: the same memory again
+    assert len(buffers.get('depth', 8)) == 8
+
+
+def test_a_buffer_of_the_wrong_size_or_memory_is_refused():
+    d = np.ones((4, 5), np.float32)
+    buffers = ros_io.MessageBuffers()
+    with pytest.raises(InputError, match='80-byte'):
+        ros_io.numpy_to_image(d, '32FC1', buffer=buffers.get('a', 10))
+    cloud = depth_to_points(d, K)
+    with pytest.raises(InputError, match='not a view'):
+        ros_io.build_pointcloud2(cloud, buffer=buffers.get('b', cloud.points.nbytes))

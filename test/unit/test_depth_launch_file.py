@@ -15,7 +15,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(REPO, 'launch', 'depth.launch.py')
 ARGS = {'namespace', 'params_file', 'image_topic', 'camera_info_topic', 'backend',
-        'model_path', 'use_compressed', 'cameras', 'rviz'}
+        'model_path', 'use_compressed', 'cameras', 'rviz', 'large_data'}
 
 
 def _tree(path):
@@ -58,7 +58,8 @@ def _launch_function(name: str):
             return True
         if isinstance(n, ast.FunctionDef):
             return n.name in (name, '_typed')
-        return _assigns(n, 'PARAM_ARGS') or _assigns(n, 'RVIZ_CONFIG')
+        return _assigns(n, 'PARAM_ARGS') or _assigns(n, 'RVIZ_CONFIG') \
+            or _assigns(n, 'DDS_PROFILE')
     keep = [n for n in tree.body if wanted(n)]
     namespace: dict = {}
     exec(compile(ast.Module(body=keep, type_ignores=[]), LAUNCH, 'exec'), namespace)
@@ -109,6 +110,30 @@ def test_rviz_starts_only_when_asked_and_installed(monkeypatch):
     assert rviz_node and '-d' in _consts(rviz_node[0])
     assert os.path.isfile(os.path.join(REPO, 'config', 'depth.rviz'))
     assert 'config/*.rviz' in _consts(_tree(os.path.join(REPO, 'setup.py')))
+
+
+def test_large_data_sets_the_installed_fastdds_profile_for_the_node_only_when_asked():
+    import xml.etree.ElementTree as ET
+    from types import SimpleNamespace
+    dds_env = _launch_function('_dds_env')
+
+    def ctx(value):
+        return SimpleNamespace(launch_configurations={'large_data': value})
+    assert dds_env(ctx('false'), '/cfg') == {}
+    env = dds_env(ctx('True'), '/share/urcdc_depth_ros/config')
+    (path,) = env.values()
+    assert list(env) == ['FASTDDS_DEFAULT_PROFILES_FILE']
+    name = os.path.basename(path)
+    assert os.path.dirname(path) == '/share/urcdc_depth_ros/config'
+    (node,) = [c for c in _calls(_tree(LAUNCH), 'Node') if 'rviz2' not in _consts(c)]
+    assert getattr(_kw(node, 'additional_env').func, 'id', '') == '_dds_env'
+    assert 'config/*.xml' in _consts(_tree(os.path.join(REPO, 'setup.py')))  # installed
+    ns = {'d': 'http://www.eprosima.com'}
+    root = ET.parse(os.path.join(REPO, 'config', name)).getroot()
+    shm = [t for t in root.iterfind('.//d:transport_descriptor', ns)
+           if t.findtext('d:type', namespaces=ns) == 'SHM']
+    assert shm and int(shm[0].findtext('d:maxMessageSize', namespaces=ns)) >= 16 << 20
+    assert root.find('.//d:participant', ns).get('is_default_profile') == 'true'
 
 
 def test_launch_runs_the_installed_executable_with_the_node_name_of_the_params_files():

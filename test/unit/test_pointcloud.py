@@ -127,3 +127,46 @@ def test_strided_rgb_and_uncertainty_channels_match_the_per_pixel_reference():
             np.uint32)[0, 0]
         np.testing.assert_equal(c.points[i, j, 4], unc[v, u])
     assert np.isnan(depth_to_points(d, K, uncertainty=unc, max_uncertainty=1.5).points[3, 4, 2])
+
+
+def test_a_cloud_built_into_out_equals_the_allocated_one_and_lives_in_out():
+    from urcdc_depth_ros.pointcloud import cloud_shape
+    d = _depth()
+    d[5, 7] = np.nan
+    rgb = np.random.default_rng(3).integers(0, 256, d.shape + (3,), dtype=np.uint8)
+    unc = np.linspace(0, 2, d.size, dtype=np.float32).reshape(d.shape)
+    for stride in (1, 3):
+        ref = depth_to_points(d, K, rgb=rgb, uncertainty=unc, stride=stride)
+        shape = cloud_shape(*d.shape, stride, True, True)
+        assert shape == ref.points.shape
+        out = np.full(shape, 7.0, np.float32)  # stale values from a previous frame
+        got = PointCloudBuilder().build(d, K, rgb=rgb, uncertainty=unc, stride=stride, out=out)
+        assert got.points is out and got.fields == ref.fields
+        np.testing.assert_array_equal(out.view(np.uint32), ref.points.view(np.uint32))
+    with pytest.raises(InputError, match='shape'):
+        PointCloudBuilder().build(d, K, out=np.zeros((2, 2, 3), np.float32))
+
+
+def test_uncertainty_used_only_for_filtering_adds_no_field():
+    d = _depth()
+    unc = np.linspace(0, 2, d.size, dtype=np.float32).reshape(d.shape)
+    c = depth_to_points(d, K, uncertainty=unc, max_uncertainty=1.0, uncertainty_field=False)
+    assert c.fields == ('x', 'y', 'z') and c.points.shape == d.shape + (3,)
+    assert np.array_equal(np.isfinite(c.points[..., 2]), unc <= 1.0)
+
+
+def test_a_cloud_built_in_parallel_bands_equals_the_single_thread_one():
+    from urcdc_depth_ros.pointcloud import PARALLEL_MIN_POINTS
+    h, w = 375, 1242
+    assert h * w >= PARALLEL_MIN_POINTS  # large enough to be split
+    d = _depth(h, w, seed=6)
+    d[100:110, :] = np.nan
+    d[200, 5] = -1.0  # invalid: becomes NaN in every band
+    rgb = np.random.default_rng(7).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    unc = np.random.default_rng(8).uniform(0, 2, (h, w)).astype(np.float32)
+    Kc = np.array([[721.5, 0, 609.6], [0, 721.5, 172.9], [0, 0, 1]])
+    for kw in ({}, {'max_uncertainty': 1.0, 'max_range_m': 40.0}):
+        one = PointCloudBuilder(threads=1).build(d, Kc, rgb=rgb, uncertainty=unc, **kw)
+        three = PointCloudBuilder(threads=3).build(d, Kc, rgb=rgb, uncertainty=unc, **kw)
+        np.testing.assert_array_equal(three.points.view(np.uint32), one.points.view(np.uint32))
+    assert np.isnan(one.points[200, 5, 2])
