@@ -89,19 +89,50 @@ def _busy_s() -> float:
     return (sum(t) - t[3] - t[4]) / os.sysconf('SC_CLK_TCK')
 
 
+def _session_cpu_s(sid: int, seen: dict[int, float]) -> None:
+    """Update ``seen`` {pid: CPU s} for every process of session ``sid`` (Ray's included)."""
+    tick = os.sysconf('SC_CLK_TCK')
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f'/proc/{name}/stat') as f:
+                st = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(st[3]) == sid:
+            seen[int(name)] = (int(st[11]) + int(st[12])) / tick
+
+
 def _child(role: str, bags: list[str], model: str, out: str, shard_frames: int) -> dict:
-    """One run in a fresh process; adds ``other_cores``: the CPU other processes took."""
-    import resource
+    """One run in a fresh process; adds ``other_cores``: the CPU other processes took.
+
+    The run gets its own session; every process in it (the Ray cluster's too, which outlive
+    their parents' bookkeeping) is sampled every 0.2 s, and the machine's busy time beyond
+    that is the other processes' load.
+    """
+    import threading
     cmd = [sys.executable, os.path.abspath(__file__), '--role', role, '--model', model,
            '--out', out, '--shard-frames', str(shard_frames), *bags]
-    ru0, busy0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), _busy_s(), time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    ru1, busy1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), _busy_s(), time.time()
+    busy0, t0 = _busy_s(), time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            _session_cpu_s(proc.pid, seen)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    sampler.join()
+    busy1, t1 = _busy_s(), time.time()
     if proc.returncode != 0:
-        raise RuntimeError(f'{role} run failed:\n{proc.stderr[-3000:]}')
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    mine = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
-    out['other_cores'] = max(0.0, (busy1 - busy0 - mine) / max(t1 - t0, 1e-9))
+        raise RuntimeError(f'{role} run failed:\n{stderr[-3000:]}')
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out['other_cores'] = max(0.0, (busy1 - busy0 - sum(seen.values())) / max(t1 - t0, 1e-9))
     return out
 
 
