@@ -201,12 +201,21 @@ def sparsification_curve(error: np.ndarray, uncertainty: np.ndarray,
     u = np.asarray(uncertainty, np.float64).ravel()
     if e.shape != u.shape:
         raise ValueError(f'error and uncertainty differ in size: {e.shape} vs {u.shape}')
-    fractions = np.arange(steps) / steps
     if e.size == 0:
         nan = np.full(steps, np.nan)
-        return fractions, nan, nan.copy()
-    by_unc = e[np.argsort(-u, kind='stable')]
-    by_err = np.sort(e)[::-1]
+        return np.arange(steps) / steps, nan, nan.copy()
+    return _sparsify(e, np.argsort(-u, kind='stable'), np.sort(e)[::-1], steps)
+
+
+def _sparsify(e: np.ndarray, order: np.ndarray, by_err: np.ndarray, steps: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sparsification_curve` of float64 ``e`` (non-empty) from its two sort orders.
+
+    ``order``: ``argsort(-uncertainty, kind='stable')``; ``by_err``: ``sort(e)[::-1]``. Given
+    once per ranking and per error, several curves share the sorts (the same figures).
+    """
+    fractions = np.arange(steps) / steps
+    by_unc = e[order]
     # mean of the kept tail for each removal fraction, from suffix sums
     n = e.size
     keep_from = np.minimum((fractions * n).astype(int), n - 1)
@@ -226,7 +235,12 @@ def ause_aurg(error: np.ndarray, uncertainty: np.ndarray, steps: int = 20) -> di
     random removal (flat at 1) and the model's curve (higher is better; > 0 means the
     uncertainty ranks errors better than chance). Both on curves normalised to start at 1.
     """
-    fractions, model, oracle = sparsification_curve(error, uncertainty, steps)
+    return _areas(sparsification_curve(error, uncertainty, steps), steps)
+
+
+def _areas(curves: tuple[np.ndarray, np.ndarray, np.ndarray], steps: int) -> dict[str, float]:
+    """AUSE and AURG of :func:`sparsification_curve`'s result."""
+    _, model, oracle = curves
     if not np.all(np.isfinite(model)):
         return {'ause': float('nan'), 'aurg': float('nan')}
     dx = 1.0 / steps
@@ -295,9 +309,17 @@ def uncertainty_scores(pred_m: np.ndarray, gt_m: np.ndarray, uncertainty: np.nda
     rankings = {'': u, 'depth_': p, 'oracle_': abs_err,
                 'random_': np.random.default_rng(seed).random(p.size)}
     out: dict[str, float] = {'n': int(p.size)}
+    # each ranking's order and each error's sorted copy are computed once (eight curves share
+    # four argsorts and two sorts); the curves are ause_aurg's, bit for bit
+    by_err = {name: np.sort(err)[::-1] for name, err in errors.items()}
     for prefix, ranking in rankings.items():
+        order = np.argsort(-ranking, kind='stable') if ranking.size == p.size else None
         for name, err in errors.items():
-            for k, v in ause_aurg(err, ranking, steps).items():
+            if order is None or not err.size:
+                got = ause_aurg(err, ranking, steps)
+            else:
+                got = _areas(_sparsify(err, order, by_err[name], steps), steps)
+            for k, v in got.items():
                 out[f'{prefix}{k}_{name}'] = v
     out['aurg_margin_abs_m'] = out['aurg_abs_m'] - out['depth_aurg_abs_m']
     out['aurg_margin_abs_rel'] = out['aurg_abs_rel'] - out['depth_aurg_abs_rel']

@@ -111,9 +111,12 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     if not paths:
         raise ConfigError('no bag given; pass bag folders, globs or a text file listing bags')
     os.makedirs(os.path.join(out_dir, 'shards'), exist_ok=True)
+    t0 = time.perf_counter()
+    phases: dict[str, float] = {}
     key = f'{key}|{json.dumps({k: settings.get(k) for k in sorted(settings)}, sort_keys=True)}'
     shards, bad_bags = plan_shards(paths, shard_frames, key, settings.get('image_topic'))
     todo = [s for s in shards if not shard_done(out_dir, s)]
+    phases['plan_s'] = time.perf_counter() - t0
     logger.info('%d bags, %d shards (%d already done), %d unreadable bags', len(paths),
                 len(shards), len(shards) - len(todo), len(bad_bags))
     started = False
@@ -121,8 +124,8 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
     interrupted = False
     worker_mem: list[float] = []
     startup_s = 0.0
-    t0 = time.perf_counter()
     if todo:
+        t_init = time.perf_counter()
         if ray_address is None:
             env = dict(runtime_env or {})
             env.setdefault('env_vars', {}).setdefault('OMP_NUM_THREADS', '1')
@@ -131,6 +134,7 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
             started = True
         elif not ray.is_initialized():
             ray.init(address=ray_address, log_to_driver=False, runtime_env=runtime_env)
+        phases['cluster_s'] = time.perf_counter() - t_init
         prev = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C
         try:
@@ -141,8 +145,11 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
             actors = [actor_cls.remote(factory, settings, os.path.abspath(out_dir), n_panels)
                       for _ in range(n_workers)]
             ray.get([a.pid.remote() for a in actors])   # every model loaded
-            startup_s = time.perf_counter() - t0
+            startup_s = time.perf_counter() - t_init
+            phases['actors_s'] = startup_s - phases['cluster_s']
+            t_run = time.perf_counter()
             summaries = _dispatch(ray, actors, todo, on_shard_done, out_dir)
+            phases['shards_s'] = time.perf_counter() - t_run
             worker_mem = [float(m) for m in ray.get([a.peak_rss_mb.remote() for a in actors])]
         except KeyboardInterrupt:
             interrupted = True
@@ -151,13 +158,18 @@ def run_fleet(bags: Sequence[str], out_dir: str, factory: Callable[[], Any], key
         finally:
             signal.signal(signal.SIGTERM, prev)
             if started:
+                t_stop = time.perf_counter()
                 ray.shutdown()
+                phases['shutdown_s'] = time.perf_counter() - t_stop
     if interrupted:
         raise KeyboardInterrupt
+    t_merge = time.perf_counter()
     fleet = merge_shards(out_dir, shards, bad_bags)
+    phases['merge_s'] = time.perf_counter() - t_merge
     fleet['run'] = {'workers': len(worker_mem), 'shards_total': len(shards),
                     'shards_run': len(summaries), 'shards_reused': len(shards) - len(todo),
                     'wall_s': time.perf_counter() - t0, 'startup_s': startup_s,
+                    'phases_s': phases,
                     'worker_peak_rss_mb': worker_mem, 'driver_peak_rss_mb': peak_rss_mb(),
                     'warnings': sorted({w for s in summaries for w in s.get('warnings', [])})}
     with open(os.path.join(out_dir, 'fleet.json'), 'w') as f:

@@ -197,7 +197,10 @@ class _ShardCollector:
                 row.update({k: float(v) for k, v in ause_aurg(rel, u[ok]).items()})
         self.extra[fr.index] = row
         if self.track is not None:
-            self.preds[fr.index] = (fr.stamp_ns, np.asarray(pred, np.float32), np.asarray(K))
+            from .temporal import DepthFrame
+            # a DepthFrame: each frame's back-projection is computed once for both its pairs
+            self.preds[fr.index] = (fr.stamp_ns, DepthFrame(np.asarray(pred, np.float32)),
+                                    np.asarray(K))
             for a in (fr.index - 1, fr.index):
                 self._pair(a)
             for k in [k for k in self.preds if k < fr.index - 2]:
