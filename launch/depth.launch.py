@@ -99,8 +99,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('camera_info_topic', default_value='camera_info',
                               description='camera intrinsics (sensor_msgs/CameraInfo)'),
         DeclareLaunchArgument('backend', default_value='',
-                              description='onnxruntime | torch | tensorrt; empty = the '
-                                          'params file\'s'),
+                              description='onnxruntime | openvino | tensorrt | torch | auto; '
+                                          'empty = the params file\'s'),
         DeclareLaunchArgument('model_path', default_value='',
                               description='.onnx, .engine or checkpoint file; empty = the '
                                           'params file\'s'),

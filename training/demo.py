@@ -24,8 +24,11 @@ calibrated on the calibration drive's frames), scores both on the test bag in ON
 and the report and the summary show them beside FP32 with their AbsRel change (goals: FP16
 <= 0.5 %, INT8 <= 3 %, relative).
 
-``python -m urcdc_training.demo [--out demo_out] [--profile full|fast] [--compare]``. ``fast``
-is the tiny version ``make test`` runs (seconds per step; it proves the chain, not the accuracy).
+``python -m urcdc_training.demo [--out demo_out] [--profile full|fast] [--compare]
+[--variant V --steps N]``. ``fast`` is the tiny version ``make test`` runs (seconds per step; it
+proves the chain, not the accuracy). ``--variant``/``--steps`` train another variant (e.g.
+``tiny07``, a paper variant, about 10x nano07's cost per step) for that many steps instead;
+use a separate ``--out``.
 """
 from __future__ import annotations
 
@@ -110,10 +113,11 @@ def make_data(out: str, prof: DemoProfile, seed: int):
     return info, False
 
 
-def train_overrides(info, prof: DemoProfile, run_dir: str) -> list[str]:
+def train_overrides(info, prof: DemoProfile, run_dir: str, variant: str = 'nano07') -> list[str]:
     """``urcdc-train`` overrides of ``config/train_synthetic.yaml`` for this profile."""
     every = max(prof.steps // 3, 1)
-    return [f'data.data_path={info.raw_path}', f'data.gt_path={info.gt_path}',
+    return [f'variant={variant}', f'data.data_path={info.raw_path}',
+            f'data.gt_path={info.gt_path}',
             f'data.filenames_file={info.train_split}',
             f'data.filenames_file_eval={info.test_split}',
             f'data.kb_crop_height={prof.crop_height}', f'data.kb_crop_width={prof.crop_width}',
@@ -260,10 +264,12 @@ def precision_figures(fp32: dict, low: dict[str, dict]) -> dict:
 
 
 def run_demo(out: str, profile: str = 'full', seed: int = 0,
-             params_file: str | None = None, compare: bool = False) -> dict:
+             params_file: str | None = None, compare: bool = False,
+             variant: str = 'nano07', steps: int | None = None) -> dict:
     """Run the whole pipeline into ``out``; returns the summary (also ``out/summary.json``).
 
     ``compare``: also score FP16 and INT8 QDQ copies of the model (see the module docstring).
+    ``variant``, ``steps``: what to train and for how many steps (default: the profile's).
     """
     from urcdc_depth_ros.config import estimator_config_from_params, load_node_params
     from urcdc_depth_ros.estimator import DepthEstimator
@@ -273,6 +279,8 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
 
     from .cli import eval_main, train_main
     prof = PROFILES[profile]
+    if steps is not None:
+        prof = replace(prof, steps=int(steps))
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     params_file = params_file or os.path.join(REPO_ROOT, 'config', 'depth.yaml')
@@ -284,10 +292,10 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
     info, reused = make_data(out, prof, seed)
     _done(t0, f'{"reused" if reused else "wrote"} {info.out_dir}')
 
-    t0 = _step(2, f'training nano07 (both branches, cross-distillation) for {prof.steps} '
+    t0 = _step(2, f'training {variant} (both branches, cross-distillation) for {prof.steps} '
                   f'steps on the CPU')
     run_dir = os.path.join(out, 'run')
-    overrides = train_overrides(info, prof, run_dir)
+    overrides = train_overrides(info, prof, run_dir, variant)
     if train_main(['--config', config] + overrides) != 0:
         raise RuntimeError('training failed; see the log above')
     ckpt = os.path.join(run_dir, f'ckpt_step{prof.steps:08d}.pt')
@@ -356,7 +364,8 @@ def run_demo(out: str, profile: str = 'full', seed: int = 0,
 
     m, u, b = result['metrics'], result['uncertainty'], baseline['metrics']
     summary = {
-        'profile': profile, 'report': os.path.join(report_dir, 'report.html'),
+        'profile': profile, 'variant': variant, 'steps': prof.steps,
+        'report': os.path.join(report_dir, 'report.html'),
         'checkpoint': ckpt, 'onnx': onnx_path, 'onnx_calibrated': calibrated_onnx,
         'bag': bag, 'calibration_bag': bags['bag_calibration'], 'overview': overview,
         'abs_rel': m['abs_rel'], 'rms': m['rms'], 'ause': u.get('ause'),
@@ -428,7 +437,8 @@ def _f(v, nd: int = 3) -> str:
 def print_summary(s: dict) -> None:
     """The lines a person reads at the end of ``make demo``."""
     print('\n' + '=' * 72)
-    print(f'URCDC-Depth demo ({s["profile"]}) finished in {s["wall_s"] / 60:.1f} min')
+    print(f'URCDC-Depth demo ({s["profile"]}, {s["variant"]}, {s["steps"]} steps) finished in '
+          f'{s["wall_s"] / 60:.1f} min')
     print(f'  report      {s["report"]}')
     print(f'  checkpoint  {s["checkpoint"]}')
     print(f'  ONNX        {s["onnx"]} (calibrated: {s["onnx_calibrated"]})')
@@ -471,11 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--params-file', default=None, help='node params (default config/depth.yaml)')
     p.add_argument('--compare', action='store_true',
                    help='also score FP16 and INT8 QDQ copies of the model beside FP32')
+    p.add_argument('--variant', default='nano07',
+                   help='variant to train (default nano07; e.g. tiny07, with a separate --out)')
+    p.add_argument('--steps', type=int, default=None, help="training steps (default: the "
+                   "profile's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: '
                         '%(message)s', datefmt='%H:%M:%S')
     try:
-        summary = run_demo(args.out, args.profile, args.seed, args.params_file, args.compare)
+        summary = run_demo(args.out, args.profile, args.seed, args.params_file, args.compare,
+                           args.variant, args.steps)
     except (UrcdcDepthError, RuntimeError) as exc:
         logger.error('demo failed: %s', exc)
         return 2

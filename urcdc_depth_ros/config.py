@@ -155,6 +155,8 @@ class EstimatorConfig:
             in [0, 1], high = reliable).
         min_depth, max_depth: valid range in metres; outside it the depth is NaN. ``None``
             takes the model's.
+        max_batch: largest batch of one backend call; a larger batch (a rig's cameras) runs
+            as several calls. 0 = the whole batch in one call.
     """
 
     resize_mode: str = setting(
@@ -172,6 +174,10 @@ class EstimatorConfig:
                                       (0.0, 1e4))
     max_depth: float | None = setting(None, "largest valid depth (m); 0 = the model's",
                                       (0.0, 1e4))
+    max_batch: int = setting(
+        0, 'largest batch of one backend call (a rig runs larger batches as several calls); '
+        "0 = all of a rig's cameras in one call. On a CPU 1 keeps a rig's memory near one "
+        "camera's at the same frames/s (bench/bench_rig.py)", (0, 64))
 
     RESIZE_MODES = ('auto', 'kb_crop', 'resize')
     OUTPUT_RESOLUTIONS = ('input', 'model')

@@ -86,10 +86,11 @@ class DepthEstimator:
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backend call(s) on an (N, 3, h, w) input -> (depth (N, h, w), confidence (N, h, w)).
 
-        One backend call for the whole batch (two with flip TTA).
+        One backend call for the whole batch (two with flip TTA), or calls of at most
+        ``config.max_batch`` images.
         """
         n = x.shape[0]
-        out = self.backend.infer(x)
+        out = self._infer(x)
         try:
             depth = np.asarray(out['depth'], np.float32)[:, 0]
             conf = np.asarray(out['uncertainty'], np.float32)[:, 0]
@@ -100,12 +101,20 @@ class DepthEstimator:
                                f'({exc}); expected depth/uncertainty of shape (N, 1, H, W)'
                                ) from exc
         if self.config.flip_tta:
-            out_f = self.backend.infer(np.ascontiguousarray(x[..., ::-1]))
+            out_f = self._infer(np.ascontiguousarray(x[..., ::-1]))
             depth_f = np.asarray(out_f['depth'], np.float32)[:, 0, :, ::-1]
             conf_f = np.asarray(out_f['uncertainty'], np.float32)[:, 0, :, ::-1]
             depth = fuse_flip(depth, depth_f).astype(np.float32)
             conf = fuse_flip(conf, conf_f).astype(np.float32)
         return depth, conf
+
+    def _infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``backend.infer`` in calls of at most ``config.max_batch`` images (0 = one call)."""
+        step = self.config.max_batch or x.shape[0]
+        if x.shape[0] <= step:
+            return self.backend.infer(x)
+        parts = [self.backend.infer(x[i:i + step]) for i in range(0, x.shape[0], step)]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts], 0) for k in parts[0]}
 
     def estimate(self, image: np.ndarray, K, encoding: str = 'rgb8') -> DepthResult:
         """Estimate depth for one image.

@@ -94,3 +94,21 @@ def test_a_fixed_batch_model_runs_a_larger_batch_as_several_calls(models):
     assert out['depth'].shape == (3, 1, 64, 192)
     np.testing.assert_allclose(out['depth'][2], est.backend.infer(x[2:])['depth'][0], rtol=1e-5)
     est.close()
+
+
+@pytest.mark.parametrize('max_batch,calls', [(1, [1, 1, 1]), (2, [2, 1]), (3, [3])])
+def test_max_batch_caps_each_backend_call_and_keeps_every_result(models, max_batch, calls):
+    path, backend = models['onnx_dynamic']
+    images, Ks, modes = _inputs()
+    one_call = DepthEstimator.from_model(path, backend).estimate_batch(
+        images, Ks, ['rgb8'] * 3, modes)
+    est = DepthEstimator.from_model(path, backend, config=EstimatorConfig(max_batch=max_batch))
+    counting = CountingBackend(est.backend)
+    est.backend = counting
+    capped = est.estimate_batch(images, Ks, ['rgb8'] * 3, modes)
+    assert counting.batches == calls
+    for a, b in zip(capped, one_call):
+        np.testing.assert_allclose(a.depth_m, b.depth_m, rtol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(a.uncertainty, b.uncertainty, rtol=1e-3, atol=1e-4,
+                                   equal_nan=True)
+    est.close()

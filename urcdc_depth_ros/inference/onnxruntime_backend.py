@@ -88,6 +88,10 @@ class OnnxRuntimeBackend:
         opts.log_severity_level = 3
         # subnormal floats slow x86 GEMMs 10-30x and carry no depth information
         opts.add_session_config_entry('session.set_denormal_as_zero', '1')
+        # no pre-planned block for all intermediates: the arena reuses freed chunks instead.
+        # nano07 at 352 x 1216 (CPU, 2026-12-01): peak RSS 209 -> 168 MiB at batch 1 and
+        # 522 -> 357 MiB at batch 4, same speed (170.7 vs 170.9 ms)
+        opts.enable_mem_pattern = False
         self.providers = resolve_providers(providers, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(path, sess_options=opts,
