@@ -126,3 +126,58 @@ def test_bag_eval_gives_one_row_per_camera(drive, stereo_bag, tmp_path):
     assert rows[0]['abs_rel'] != rows[1]['abs_rel']  # each camera scored on its own images
     assert (out / 'kitti_camera_color_right' / 'report.html').is_file()
     assert (out / 'cameras.md').read_text().count('\n') == 4
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_replaying_a_rig_through_one_node_gives_mode_a_rows_per_camera(drive, stereo_bag,
+                                                                       tmp_path):
+    import json
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'ros'))
+    from depth_node_helpers import PARAMS_FILE
+    from fixtures.models import make_onnx_model
+
+    from urcdc_depth_ros.evaluation.bag_eval_cli import main
+    from urcdc_depth_ros.kitti.to_bag import CAMERAS
+    onnx_path, _, _ = make_onnx_model(str(tmp_path / 'model'), height=64, width=192)
+    topics = [f'{CAMERAS["02"][0]}/image_raw', f'{CAMERAS["03"][0]}/image_raw']
+    common = [stereo_bag, '--model', onnx_path, '--params-file', PARAMS_FILE, '--panels', '0',
+              '--image-topic', topics[0], '--image-topic', topics[1]]
+    assert main(common + ['--out', str(tmp_path / 'a')]) == 0
+    assert main(common + ['--replay', '--out', str(tmp_path / 'b')]) == 0
+    direct = json.loads((tmp_path / 'a' / 'cameras.json').read_text())
+    rows = json.loads((tmp_path / 'b' / 'cameras.json').read_text())
+    assert [r['camera'] for r in rows] == ['kitti_camera_color_left',
+                                           'kitti_camera_color_right']
+    assert all(r['frames_used'] == FRAMES and np.isfinite(r['abs_rel']) for r in rows)
+    assert rows[0]['abs_rel'] != rows[1]['abs_rel']
+    for got, want in zip(rows, direct):  # the node's depth scores as the in-process estimator
+        for k in ('abs_rel', 'rms', 'd1', 'coverage'):
+            assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-6), (got['camera'], k)
+        assert got['ause'] == pytest.approx(want['ause'], rel=1e-3, abs=1e-5)
+    replay = json.loads((tmp_path / 'b' / 'replay.json').read_text())
+    assert replay['sent'] == 2 * FRAMES and replay['dropped'] == 0
+    assert [c['depth_received'] for c in replay['cameras']] == [FRAMES, FRAMES]
+    assert (tmp_path / 'b' / 'kitti_camera_color_right' / 'report.html').is_file()
+    assert (tmp_path / 'b' / 'cameras.md').read_text().count('\n') == 4
+
+
+def test_a_rig_replay_of_a_missing_topic_is_exit_2_naming_it(stereo_bag, tmp_path, caplog):
+    from urcdc_depth_ros.evaluation.bag_eval_cli import main
+    from urcdc_depth_ros.kitti.to_bag import CAMERAS
+    assert main([stereo_bag, '--replay', '--model', 'm.onnx', '--out', str(tmp_path / 'r'),
+                 '--image-topic', f'{CAMERAS["02"][0]}/image_raw',
+                 '--image-topic', '/kitti/camera_gray_left/image_raw']) == 2
+    assert "'/kitti/camera_gray_left/image_raw' (--image-topic) is not in the bag" in caplog.text
+
+
+def test_a_rig_replay_refuses_overrides_for_cameras_it_does_not_have():
+    from urcdc_depth_ros.errors import ConfigError
+    from urcdc_depth_ros.evaluation.replay import _node_command
+    surround = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                            'config', 'depth_surround.yaml')
+    with pytest.raises(ConfigError, match="'cam_03.cx' overrides camera 'cam_03'"):
+        _node_command(None, surround, None, '/ns', ['kitti_camera_color_left',
+                                                    'kitti_camera_color_right'])
+    assert _node_command(None, surround, None, '/ns', ['cam_02', 'cam_03'])[-1] == \
+        'cameras:=[cam_02,cam_03]'

@@ -54,7 +54,7 @@ def test_rerun_reuses_data_checkpoint_export_and_bag(demo):
     kept = {p: os.path.getmtime(p) for p in (
         first['checkpoint'], first['onnx'], os.path.join(first['bag'], 'metadata.yaml'),
         str(out / 'data' / 'synthetic_info.json'))}
-    again = run_demo(str(out), profile='fast')
+    again = run_demo(str(out), profile='fast', compare=True)  # the same command as the fixture
     assert {p: os.path.getmtime(p) for p in kept} == kept
     assert again['abs_rel'] == pytest.approx(first['abs_rel'], rel=1e-5)
 

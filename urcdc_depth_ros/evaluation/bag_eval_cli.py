@@ -27,7 +27,8 @@ def add_ground_truth_args(p: argparse.ArgumentParser, rig: bool = False) -> None
     if rig:
         p.add_argument('--image-topic', action='append', default=None,
                        help='camera image topic (auto when unique); repeat it to score each '
-                            'camera of a rig (--model): one report per camera and cameras.md')
+                            'camera of a rig (--model, or --replay through one multi-camera '
+                            'node): one report per camera and cameras.md')
     else:
         p.add_argument('--image-topic', help='camera image topic (auto when unique)')
     p.add_argument('--camera-info-topic', help='camera_info of the image (auto)')
@@ -99,15 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     kw = dict(ground_truth_kwargs(args), n_panels=args.panels)
     try:
         kw['baselines'] = dict(load_baseline(spec) for spec in args.compare) or None
-        if len(image_topics) > 1 and (args.replay or not args.model
+        if len(image_topics) > 1 and (not (args.model or args.replay)
                                       or args.camera_info_topic):
-            raise ConfigError('several --image-topic need --model (mode a) and no '
-                              '--camera-info-topic (each camera\'s is found beside its image)')
+            raise ConfigError('several --image-topic need --model (mode a) or --replay, and '
+                              'no --camera-info-topic (each camera\'s is found beside its '
+                              'image)')
         if args.replay:
             if len(args.bags) > 1:
                 raise ConfigError(f'--replay plays one bag, got {len(args.bags)}: '
                                   f'{args.bags!r}; replay each separately')
-            from .replay import replay_and_evaluate
+            from .replay import replay_and_evaluate, replay_and_evaluate_cameras
+            if len(image_topics) > 1:
+                kw.pop('image_topic')
+                replay_and_evaluate_cameras(args.bags[0], args.out, image_topics,
+                                            node_cmd=args.node_cmd,
+                                            params_file=args.params_file,
+                                            model_path=args.model, rate=args.rate, **kw)
+                logger.info('one row per camera in %s', os.path.join(args.out, 'cameras.md'))
+                return 0
             result = replay_and_evaluate(args.bags[0], args.out, node_cmd=args.node_cmd,
                                          params_file=args.params_file, model_path=args.model,
                                          rate=args.rate, **kw)
