@@ -63,12 +63,15 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], -1).astype(np.uint8)
 
 
-def packed_rgb_plane(rgb: np.ndarray) -> np.ndarray:
-    """Same as :func:`pack_rgb` for (h, w, 3) uint8 RGB, in one OpenCV pass (little endian)."""
+def packed_rgb_plane(rgb: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Same as :func:`pack_rgb` for (h, w, 3) uint8 RGB, in one OpenCV pass (little endian).
+
+    ``out``: optional C-contiguous (h, w, 4) uint8 scratch to convert into.
+    """
     rgb = np.ascontiguousarray(rgb)
     if sys.byteorder != 'little':
         return pack_rgb(rgb)
-    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)  # bytes B, G, R, A = uint32 0xAARRGGBB
+    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA, dst=out)  # bytes B, G, R, A = 0xAARRGGBB
     bits = bgra.view(np.uint32)[..., 0]
     np.bitwise_and(bits, np.uint32(0x00FFFFFF), out=bits)
     return bits.view(np.float32)
@@ -89,6 +92,7 @@ class PointCloudBuilder:
         self._cache_size = max(1, int(cache_size))
         self._threads = max(1, int(threads))
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._planes: Optional[tuple[np.ndarray, ...]] = None
 
     def rays(self, height: int, width: int, K: np.ndarray, stride: int = 1
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,11 +184,15 @@ class PointCloudBuilder:
             raise InputError(f'out must be a C-contiguous float32 array of shape {shape}, got '
                              f'{out.dtype} {out.shape}')
 
+        # a threaded builder serves one caller at a time, so it may reuse its scratch planes
+        scratch = self._scratch(z.shape) if self._threads > 1 else None
+
         def band(rows: slice) -> None:
             zb = z[rows]
-            planes = [rx[rows] * zb, ry[rows] * zb, zb]
+            x, y, bgra = (None, None, None) if scratch is None else (p[rows] for p in scratch)
+            planes = [np.multiply(rx[rows], zb, out=x), np.multiply(ry[rows], zb, out=y), zb]
             if rgb is not None:
-                planes.append(packed_rgb_plane(rgb[rows]))
+                planes.append(packed_rgb_plane(rgb[rows], out=bgra))
             if unc is not None:
                 planes.append(np.ascontiguousarray(unc[rows], np.float32))
             dst = out[rows]
@@ -194,6 +202,13 @@ class PointCloudBuilder:
 
         self._run_bands(band, z.shape[0], z.size)
         return CloudArrays(out, fields, stride)
+
+    def _scratch(self, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        """Reused x, y (float32) and BGRA (uint8) planes of this cloud size (no page faults)."""
+        if self._planes is None or self._planes[0].shape != shape:
+            self._planes = (np.empty(shape, np.float32), np.empty(shape, np.float32),
+                            np.empty(shape + (4,), np.uint8))
+        return self._planes
 
     def _run_bands(self, band, rows: int, points: int) -> None:
         """``band(rows)`` over the whole cloud, in ``threads`` row bands for large clouds."""
