@@ -163,6 +163,43 @@ class Probe:
         rclpy.try_shutdown(context=self.context)
 
 
+class InProcessNode:
+    """A DepthNode and a probe node on one executor, in a private rclpy context.
+
+    ``params`` override the defaults below (lifecycle driven by the test, reliable deep input
+    QoS so that no test frame is lost). Subclasses add the probe's publishers/subscriptions.
+    """
+
+    def __init__(self, model: str, ns: str, probe_name: str, **params) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from urcdc_depth_ros.node import DepthNode
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        params = dict(dict(model_path=model, autostart=False, input_reliability='reliable',
+                           input_depth=10), **params)
+        self.node = DepthNode(context=self.ctx, namespace=ns, parameter_overrides=[
+            Parameter(k, value=v) for k, v in params.items()])
+        self.probe = rclpy.create_node(probe_name, context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.probe)
+        self.qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+    def close(self) -> None:
+        """Stop the executor, the node and the probe; shut the private context down."""
+        import rclpy
+        self.ex.shutdown()
+        self.node.close()
+        self.node.destroy_node()
+        self.probe.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
 def make_header(stamp_ns: int, frame_id: str = 'camera_optical_frame'):
     """A std_msgs/Header with the given stamp (ns) and frame."""
     from std_msgs.msg import Header

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_node_helpers import (kitti_like_K, make_header, spin_until, synthetic_image,
-                                tiny_onnx_model)
+from depth_node_helpers import (InProcessNode, kitti_like_K, make_header, spin_until,
+                                synthetic_image, tiny_onnx_model)
 
 pytestmark = pytest.mark.ros
 
@@ -18,29 +18,14 @@ def model(tmp_path_factory):
     return tiny_onnx_model(str(tmp_path_factory.mktemp('depth_node_inputs')))
 
 
-class Rig:
+class Rig(InProcessNode):
     """An in-process DepthNode plus a probe node on one executor, in a private context."""
 
     def __init__(self, model, ns, **params):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.parameter import Parameter
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-        from urcdc_depth_ros.node import DepthNode
-        self.ctx = Context()
-        rclpy.init(context=self.ctx)
-        params = dict(dict(model_path=model, autostart=False, input_reliability='reliable',
-                           input_depth=10), **params)
-        self.node = DepthNode(context=self.ctx, namespace=ns, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.probe = rclpy.create_node('inputs_probe', context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.probe)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        super().__init__(model, ns, 'inputs_probe', **params)
+        qos = self.qos
         self.img_pub = self.probe.create_publisher(Image, f'{ns}/image', qos)
         self.jpg_pub = self.probe.create_publisher(CompressedImage, f'{ns}/image/compressed',
                                                    qos)
@@ -63,14 +48,6 @@ class Rig:
 
         assert spin_until(self.ex, found, timeout_s), (topic, self.node.stats.summary(0))
         return [m for m in self.got[topic] if stamp_to_ns(m.header.stamp) == stamp_ns][-1]
-
-    def close(self):
-        import rclpy
-        self.ex.shutdown()
-        self.node.close()
-        self.node.destroy_node()
-        self.probe.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_node_helpers import kitti_like_K, make_header, spin_until, synthetic_image, \
-    tiny_onnx_model
+from depth_node_helpers import InProcessNode, kitti_like_K, make_header, spin_until, \
+    synthetic_image, tiny_onnx_model
 
 pytestmark = pytest.mark.ros
 
@@ -21,29 +21,15 @@ def model(tmp_path_factory):
     return tiny_onnx_model(str(tmp_path_factory.mktemp('depth_node_rig')))
 
 
-class RigHarness:
+class RigHarness(InProcessNode):
     """An in-process multi-camera DepthNode plus a probe node on one executor."""
 
     def __init__(self, model, ns, cameras, camera_param=None, **params):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.parameter import Parameter
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
-        from urcdc_depth_ros.node import DepthNode
-        self.ctx = Context()
-        rclpy.init(context=self.ctx)
-        params = dict(dict(model_path=model, autostart=False, input_reliability='reliable',
-                           input_depth=10, cameras=camera_param or list(cameras)), **params)
-        self.node = DepthNode(context=self.ctx, namespace=ns, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.probe = rclpy.create_node('rig_probe', context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.probe)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        super().__init__(model, ns, 'rig_probe',
+                         **{'cameras': camera_param or list(cameras), **params})
+        qos = self.qos
         self.img_pub, self.info_pub, self.got = {}, {}, {}
         for cam in cameras:
             self.img_pub[cam] = self.probe.create_publisher(Image, f'{ns}/{cam}/image', qos)
@@ -81,14 +67,6 @@ class RigHarness:
 
     def stats(self, cam):
         return next(c.stats for c in self.node._cams if c.name == cam)
-
-    def close(self):
-        import rclpy
-        self.ex.shutdown()
-        self.node.close()
-        self.node.destroy_node()
-        self.probe.destroy_node()
-        rclpy.try_shutdown(context=self.ctx)
 
 
 @pytest.fixture
