@@ -17,6 +17,7 @@ import numpy as np
 from .config import EstimatorConfig, ModelMeta
 from .errors import BackendError, ConfigError, InputError
 from .inference import InferenceBackend, create_backend
+from .inference.base import run_in_batches
 from .postprocessing import postprocess
 from .preprocessing import preprocess
 from .tta import fuse_flip
@@ -110,11 +111,7 @@ class DepthEstimator:
 
     def _infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """``backend.infer`` in calls of at most ``config.max_batch`` images (0 = one call)."""
-        step = self.config.max_batch or x.shape[0]
-        if x.shape[0] <= step:
-            return self.backend.infer(x)
-        parts = [self.backend.infer(x[i:i + step]) for i in range(0, x.shape[0], step)]
-        return {k: np.concatenate([np.asarray(p[k]) for p in parts], 0) for k in parts[0]}
+        return run_in_batches(self.backend.infer, x, self.config.max_batch or x.shape[0])
 
     def estimate(self, image: np.ndarray, K, encoding: str = 'rgb8') -> DepthResult:
         """Estimate depth for one image.

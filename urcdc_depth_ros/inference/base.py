@@ -95,6 +95,17 @@ def pad_batch(x: np.ndarray, step: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], extra, 0)], 0)
 
 
+def run_in_batches(run, x: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    """``run`` on consecutive chunks of at most ``step`` samples of ``x``, outputs concatenated.
+
+    ``run(chunk)`` returns ``{name: (b, ...) array}``; one call when ``x`` fits in ``step``.
+    """
+    if x.shape[0] <= step:
+        return run(x)
+    parts = [run(x[i:i + step]) for i in range(0, x.shape[0], step)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts], 0) for k in parts[0]}
+
+
 def meta_from_metadata(props: dict[str, str], source: str) -> ModelMeta:
     """:class:`ModelMeta` from ONNX metadata_props / an engine sidecar's ``meta`` entry."""
     if META_KEY not in props:
@@ -108,4 +119,4 @@ def meta_from_metadata(props: dict[str, str], source: str) -> ModelMeta:
 
 
 __all__ = ['InferenceBackend', 'INPUT_NAME', 'OUTPUT_NAMES', 'META_KEY', 'file_sha256',
-           'require_file', 'check_input', 'pad_batch', 'meta_from_metadata']
+           'require_file', 'check_input', 'pad_batch', 'run_in_batches', 'meta_from_metadata']

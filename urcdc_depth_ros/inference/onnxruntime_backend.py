@@ -14,7 +14,7 @@ import numpy as np
 from ..config import ModelMeta
 from ..errors import BackendError, ConfigError
 from .base import (INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, pad_batch,
-                   require_file)
+                   require_file, run_in_batches)
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +127,12 @@ class OnnxRuntimeBackend:
         x = check_input(x, self.input_shape)
         n = x.shape[0]
         step = n if self.dynamic_batch else self.input_shape[0]
-        x = pad_batch(x, step)
-        parts = []
-        for i in range(0, x.shape[0], step):
-            parts.append(self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: x[i:i + step]}))
-        return {name: np.concatenate([p[k] for p in parts], 0)[:n].astype(np.float32, copy=False)
-                for k, name in enumerate(OUTPUT_NAMES)}
+
+        def run(chunk):
+            return dict(zip(OUTPUT_NAMES, self._session.run(list(OUTPUT_NAMES),
+                                                            {INPUT_NAME: chunk})))
+        out = run_in_batches(run, pad_batch(x, step), step)
+        return {name: out[name][:n].astype(np.float32, copy=False) for name in OUTPUT_NAMES}
 
     def close(self) -> None:
         """Drop the session."""

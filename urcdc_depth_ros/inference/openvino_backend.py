@@ -16,7 +16,8 @@ import numpy as np
 
 from ..config import ModelMeta
 from ..errors import BackendError, ConfigError
-from .base import INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, require_file
+from .base import (INPUT_NAME, OUTPUT_NAMES, check_input, meta_from_metadata, require_file,
+                   run_in_batches)
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +121,12 @@ class OpenVINOBackend:
             raise BackendError('openvino backend used after close()')
         x = check_input(x, self.input_shape)
         step = x.shape[0] if self.dynamic_batch else self.input_shape[0]
-        parts = {name: [] for name in OUTPUT_NAMES}
-        for i in range(0, x.shape[0], step):
-            self._request.infer({0: x[i:i + step]})
-            for name, index in self._outputs.items():
-                parts[name].append(np.array(self._request.get_output_tensor(index).data,
-                                            dtype=np.float32))
-        return {name: np.concatenate(p, 0) for name, p in parts.items()}
+
+        def run(chunk):  # copies: the request reuses its output tensors on the next call
+            self._request.infer({0: chunk})
+            return {name: np.array(self._request.get_output_tensor(index).data,
+                                   dtype=np.float32) for name, index in self._outputs.items()}
+        return run_in_batches(run, x, step)
 
     def close(self) -> None:
         """Drop the compiled model and its request."""
