@@ -112,30 +112,31 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Optional[Header] = No
     """
     arr = np.asarray(arr)
     check_array(arr, encoding)
-    if buffer is not None:
-        if len(buffer) != arr.nbytes:
-            raise InputError(f'message buffer of {len(buffer)} bytes for a {arr.nbytes}-byte '
-                             'image')
-        np.copyto(buffer_view(buffer, arr.dtype, arr.shape), arr)
-        msg = _keeping_buffers(Image)
-        msg.height, msg.width, msg.step = int(arr.shape[0]), int(arr.shape[1]), \
-            int(arr.nbytes // arr.shape[0])
-        msg.data = buffer
-        msg.encoding = encoding
-        msg.is_bigendian = HOST_BIGENDIAN
-    elif _BRIDGE is not None:
+    if buffer is None and _BRIDGE is not None:
         msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(arr), encoding=encoding)
     else:
-        msg = _numpy_to_image_np(arr, encoding)
+        msg = _numpy_to_image_np(arr, encoding, buffer)
     if header is not None:
         msg.header = header
     return msg
 
 
-def _numpy_to_image_np(arr: np.ndarray, encoding: str) -> Image:
-    """The numpy path of :func:`numpy_to_image`."""
-    msg = Image()
-    msg.height, msg.width, msg.step, msg.data = numpy_to_buffer(arr, encoding)
+def _numpy_to_image_np(arr: np.ndarray, encoding: str,
+                       buffer: Optional[array.array] = None) -> Image:
+    """The numpy path of :func:`numpy_to_image` (into ``buffer`` when given)."""
+    if buffer is None:
+        msg = Image()
+        msg.height, msg.width, msg.step, msg.data = numpy_to_buffer(arr, encoding)
+    else:
+        if len(buffer) != arr.nbytes:
+            raise InputError(f'message buffer of {len(buffer)} bytes for a {arr.nbytes}-byte '
+                             'image')
+        view = buffer_view(buffer, arr.dtype, arr.shape)
+        np.copyto(view, arr)
+        msg = _keeping_buffers(Image)
+        msg.height, msg.width, msg.step = int(arr.shape[0]), int(arr.shape[1]), \
+            int(view.strides[0])
+        msg.data = buffer
     msg.encoding = encoding
     msg.is_bigendian = HOST_BIGENDIAN
     return msg
