@@ -37,10 +37,10 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 import numpy as np  # noqa: E402
 from bench_inference import CAM_H, CAM_W, H, W, camera_image  # noqa: E402
+from depth_node_helpers import DDS_PROFILE  # noqa: E402
 
 E2E_TARGET, CLOUD_TARGET_MS = 1.10, 1.5
 NS = '/bench_node'
-DDS_PROFILE = os.path.join(os.path.dirname(HERE), 'config', 'fastdds_large_data.xml')
 TRANSPORTS = {'Fast DDS defaults': None, 'config/fastdds_large_data.xml': DDS_PROFILE}
 
 

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'test', 'ros'))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 from bench_inference import CAM_H, CAM_W, H, W, camera_image  # noqa: E402
+from depth_node_helpers import DDS_PROFILE  # noqa: E402
 
 FPS_GOAL, RSS_GOAL = 1.0, 1.3
 NS = '/bench_rig'
@@ -186,8 +187,7 @@ def main(argv=None) -> int:
                    help="Fast DDS's default transports instead of config/fastdds_large_data.xml")
     args = p.parse_args(argv)
     if not args.dds_defaults:  # read when the probe's and the nodes' participants start
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = os.path.join(
-            os.path.dirname(HERE), 'config', 'fastdds_large_data.xml')
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = DDS_PROFILE
     transport = 'Fast DDS defaults' if args.dds_defaults else 'config/fastdds_large_data.xml'
 
     rounds = args.rounds or (3 if args.quick else 8)

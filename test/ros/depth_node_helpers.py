@@ -15,6 +15,8 @@ from fixtures.models import make_onnx_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARAMS_FILE = os.path.join(REPO, 'config', 'depth.yaml')
+#: the large-data Fast DDS profile (launch ``large_data:=true``), for FASTDDS_DEFAULT_PROFILES_FILE
+DDS_PROFILE = os.path.join(REPO, 'config', 'fastdds_large_data.xml')
 
 
 def tiny_onnx_model(tmp_dir: str, height: int = 64, width: int = 192) -> str:

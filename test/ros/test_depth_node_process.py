@@ -10,9 +10,9 @@ import signal
 import numpy as np
 import pytest
 
-from depth_node_helpers import (Probe, estimator_config_from_yaml, kitti_like_K, make_header,
-                                node_command, start_node, stop_node, synthetic_image,
-                                tiny_onnx_model)
+from depth_node_helpers import (DDS_PROFILE, Probe, estimator_config_from_yaml, kitti_like_K,
+                                make_header, node_command, start_node, stop_node,
+                                synthetic_image, tiny_onnx_model)
 
 pytestmark = pytest.mark.ros
 
@@ -146,14 +146,12 @@ def test_the_large_data_dds_profile_delivers_consecutive_frames_exactly(tmp_path
     (the node reuses its message buffers from frame to frame)."""
     from urcdc_depth_ros.estimator import DepthEstimator
     from urcdc_depth_ros.ros_io import image_to_numpy, pointcloud2_to_arrays
-    profile = os.path.join(os.path.dirname(__file__), '..', '..', 'config',
-                           'fastdds_large_data.xml')
     model = tiny_onnx_model(str(tmp_path))
     ns = '/proc_large'
     cmd = node_command(model, '-r', f'__ns:={ns}', '-r', 'image:=/large_cam/image_raw',
                        '-r', 'camera_info:=/large_cam/camera_info')
     log = os.path.join(str(tmp_path), 'node.log')
-    proc = start_node(cmd, log, env={'FASTDDS_DEFAULT_PROFILES_FILE': os.path.abspath(profile)})
+    proc = start_node(cmd, log, env={'FASTDDS_DEFAULT_PROFILES_FILE': DDS_PROFILE})
     probe = Probe(ns, '/large_cam/image_raw', '/large_cam/camera_info')
     est = DepthEstimator.from_model(model, config=estimator_config_from_yaml())
     s = {'proc': proc, 'probe': probe, 'log': log}
