@@ -57,7 +57,7 @@ def _median_ms(fn, n: int) -> float:
 def in_process_rows(n: int) -> list[tuple[str, float]]:
     """(what, median ms) for the cloud and each per-frame message conversion."""
     from urcdc_depth_ros import ros_io
-    from urcdc_depth_ros.pointcloud import PointCloudBuilder, cloud_shape, depth_to_points
+    from urcdc_depth_ros.pointcloud import PointCloudBuilder, depth_to_points
     img, K = camera_image()
     rng = np.random.default_rng(0)
     depth = rng.uniform(2, 80, (CAM_H, CAM_W)).astype(np.float32)
@@ -67,13 +67,10 @@ def in_process_rows(n: int) -> list[tuple[str, float]]:
     image_msg = ros_io.numpy_to_image(img, 'rgb8')
     from urcdc_depth_ros.node import CLOUD_THREADS
     buffers, builder = ros_io.MessageBuffers(), PointCloudBuilder(threads=CLOUD_THREADS)
-    shape = cloud_shape(CAM_H, CAM_W, 1, True, True)
 
     def node_cloud():  # what the node does: build in its reused buffer, wrap without a copy
-        buf = buffers.get('points', 4 * int(np.prod(shape)))
-        c = builder.build(depth, K, rgb=img, uncertainty=unc,
-                          out=ros_io.buffer_view(buf, np.float32, shape))
-        return ros_io.build_pointcloud2(c, None, buf)
+        return ros_io.cloud_message(builder, buffers, 'points', depth, K, rgb=img,
+                                    uncertainty=unc)
     return [
         ('point cloud (xyz + rgb + uncertainty), depth_to_points',
          _median_ms(lambda: depth_to_points(depth, K, rgb=img, uncertainty=unc), n)),

@@ -37,7 +37,7 @@ from .diagnostics import LatencyStats, NodeStats
 from .encodings import to_rgb
 from .errors import InputError, UrcdcDepthError
 from .frame_buffer import RigSlots
-from .pointcloud import PointCloudBuilder, cloud_shape
+from .pointcloud import PointCloudBuilder
 from .preprocessing import plan_geometry, view_fraction
 
 #: threads of the point-cloud build (the backend is idle while the node publishes)
@@ -639,8 +639,7 @@ class DepthNode(LifecycleNode):
             cam.pubs['camera_info'].publish(
                 ros_io.transform_camera_info(job.camera_model, res.K, dw, dh, header))
         if self._wanted(cam, 'points'):
-            cloud, buf = self._cloud(cam, frame, res)
-            cam.pubs['points'].publish(ros_io.build_pointcloud2(cloud, header, buf))
+            cam.pubs['points'].publish(self._cloud(cam, frame, res, header))
         if self._wanted(cam, 'colorized'):
             meta = getattr(self._estimator, 'meta', None)
             far = self._cfg.colorize_max_depth_m or getattr(meta, 'max_depth', KITTI_MAX_DEPTH_M)
@@ -655,22 +654,18 @@ class DepthNode(LifecycleNode):
         buf = self._buffers.get((cam.name, key), arr.nbytes)
         return ros_io.numpy_to_image(arr, encoding, header, buffer=buf)
 
-    def _cloud(self, cam: _Camera, frame: _Frame, res):
-        """(cloud, its message buffer): the organised cloud built in this camera's buffer."""
+    def _cloud(self, cam: _Camera, frame: _Frame, res, header):
+        """PointCloud2 of this camera's result, built in the camera's reused buffer."""
         cfg = cam.cfg.node
         rgb = None
         if cfg.points_rgb and frame.image.shape[:2] == res.depth_m.shape:
             rgb = to_rgb(frame.image, frame.encoding)
         unc = res.uncertainty if (cfg.points_uncertainty or cfg.points_max_uncertainty) else None
-        shape = cloud_shape(*res.depth_m.shape, cfg.points_stride, rgb is not None,
-                            unc is not None and cfg.points_uncertainty)
-        buf = self._buffers.get((cam.name, 'points'), 4 * int(np.prod(shape)))
-        cloud = self._clouds.build(res.depth_m, res.K, rgb=rgb, uncertainty=unc,
-                                   stride=cfg.points_stride, max_range_m=cfg.points_max_range_m,
-                                   max_uncertainty=cfg.points_max_uncertainty,
-                                   uncertainty_field=cfg.points_uncertainty,
-                                   out=ros_io.buffer_view(buf, np.float32, shape))
-        return cloud, buf
+        return ros_io.cloud_message(
+            self._clouds, self._buffers, (cam.name, 'points'), res.depth_m, res.K, header,
+            rgb=rgb, uncertainty=unc, uncertainty_field=cfg.points_uncertainty,
+            stride=cfg.points_stride, max_range_m=cfg.points_max_range_m,
+            max_uncertainty=cfg.points_max_uncertainty)
 
     # ---------------------------------------------------------------- diagnostics
     def _camera_status(self, stats: NodeStats, name: str) -> DiagnosticStatus:

@@ -27,7 +27,7 @@ from .encodings import (COLOUR_ENCODINGS, HOST_BIGENDIAN, MAX_SIDE_PX, buffer_to
                         check_array, numpy_to_buffer)
 from .errors import InputError
 from .geometry import camera_info_intrinsics
-from .pointcloud import CloudArrays
+from .pointcloud import CloudArrays, PointCloudBuilder, cloud_shape
 from .stamps import stamp_to_ns
 
 try:  # reason: the PyPI `cv-bridge` is a broken ROS 1 port; only a ROS install's one is used
@@ -274,6 +274,25 @@ def build_pointcloud2(cloud: CloudArrays, header: Optional[Header] = None,
     return msg
 
 
+def cloud_message(builder: PointCloudBuilder, buffers: MessageBuffers, key, depth_m: np.ndarray,
+                  K: np.ndarray, header: Optional[Header] = None,
+                  rgb: Optional[np.ndarray] = None, uncertainty: Optional[np.ndarray] = None,
+                  uncertainty_field: bool = True, stride: int = 1, **filters) -> PointCloud2:
+    """The organised cloud of ``depth_m`` built in ``buffers``' ``key`` buffer, as PointCloud2.
+
+    :meth:`PointCloudBuilder.build` writes straight into the reused message buffer and the
+    message takes it without a copy (the node's publish path). ``filters``:
+    ``max_range_m``, ``max_uncertainty``.
+    """
+    shape = cloud_shape(*depth_m.shape, stride, rgb is not None,
+                        uncertainty is not None and uncertainty_field)
+    buf = buffers.get(key, 4 * int(np.prod(shape)))
+    cloud = builder.build(depth_m, K, rgb=rgb, uncertainty=uncertainty, stride=stride,
+                          uncertainty_field=uncertainty_field,
+                          out=buffer_view(buf, np.float32, shape), **filters)
+    return build_pointcloud2(cloud, header, buf)
+
+
 def pointcloud2_to_arrays(msg: PointCloud2) -> dict[str, np.ndarray]:
     """Read float32 fields of a PointCloud2 into ``{name: (height, width) float32}``."""
     if len(msg.data) != msg.row_step * msg.height or msg.row_step < msg.point_step * msg.width:
@@ -311,4 +330,4 @@ __all__ = ['COLOUR_ENCODINGS', 'CameraModel', 'MessageBuffers', 'buffer_view', '
            'stamp_to_ns',
            'image_to_numpy', 'numpy_to_image', 'decode_compressed',
            'parse_camera_info', 'build_camera_info', 'transform_camera_info',
-           'build_pointcloud2', 'pointcloud2_to_arrays', 'colorize_depth']
+           'build_pointcloud2', 'cloud_message', 'pointcloud2_to_arrays', 'colorize_depth']

@@ -12,7 +12,7 @@ import pytest
 
 from urcdc_depth_ros import encodings, ros_io
 from urcdc_depth_ros.errors import InputError
-from urcdc_depth_ros.pointcloud import depth_to_points
+from urcdc_depth_ros.pointcloud import PointCloudBuilder, depth_to_points
 
 pytestmark = pytest.mark.ros
 
@@ -260,6 +260,11 @@ def test_messages_built_in_reused_buffers_equal_fresh_ones_and_keep_the_buffer()
         assert pc.data is cbuf
         assert bytes(pc.data) == bytes(ros_io.build_pointcloud2(
             depth_to_points(d, K, uncertainty=d), header).data)
+        msg = ros_io.cloud_message(PointCloudBuilder(threads=2), buffers, 'cloud', d, K, header,
+                                   uncertainty=d, max_range_m=30.0)
+        assert msg.data is buffers.get('cloud', len(msg.data))
+        assert bytes(msg.data) == bytes(ros_io.build_pointcloud2(
+            depth_to_points(d, K, uncertainty=d, max_range_m=30.0), header).data)
     assert buffers.get('depth', d.nbytes) is buf  # same size: the same memory again
     assert len(buffers.get('depth', 8)) == 8
 
