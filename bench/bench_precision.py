@@ -96,7 +96,7 @@ def torch_table(variant: str, h: int, w: int, runs: int, tmp: str
            'torch FP32, Transformer only': lambda: fp32.infer(x)['depth']}
     bf16 = TorchBackend.from_module(net, meta, 'cpu', torch_dtype='bfloat16')
     fns['torch bf16 autocast, Transformer only'] = lambda: bf16.infer(x)['depth']
-    fns.update(openvino_rows(net, meta, tmp))
+    fns.update(openvino_rows(net, meta, x, tmp))
     secs, out = median_time(fns, runs)
     ref_s = secs['torch FP32, both branches']
     ref_d = out['torch FP32, Transformer only']
@@ -112,8 +112,11 @@ def torch_table(variant: str, h: int, w: int, runs: int, tmp: str
     return lines + [''], secs[best] / ref_s, rel_dev(out[best], ref_d)
 
 
-def openvino_rows(net, meta: ModelMeta, tmp: str) -> dict:
-    """OpenVINO f32 / bf16 callables on ``net`` exported to ONNX ({} without OpenVINO)."""
+def openvino_rows(net, meta: ModelMeta, x: np.ndarray, tmp: str) -> dict:
+    """OpenVINO f32 / bf16 callables running ``net``, exported to ONNX, on ``x``.
+
+    Empty without OpenVINO.
+    """
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -123,7 +126,6 @@ def openvino_rows(net, meta: ModelMeta, tmp: str) -> dict:
 
     path = os.path.join(tmp, f'{meta.variant}_torch_table.onnx')
     export_onnx(net, replace(meta, dataset='random-weights'), path, simplify=False)
-    x = inputs(meta, 1)[0]
     rows = {}
     for precision in ('f32', 'bf16'):
         b = create_backend('openvino', path, precision=precision)
